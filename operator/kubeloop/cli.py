@@ -1,0 +1,119 @@
+"""The `kubeloop` command."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from kubeloop import __version__
+
+
+def _operator(args: argparse.Namespace) -> int:
+    from kubeloop import manager
+    from kubeloop.core.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as exc:
+        print(f"kubeloop operator: {exc}", file=sys.stderr)
+        return 2
+    overrides = {
+        "kubeconfig": args.kubeconfig,
+        "namespaces": tuple(args.namespace) if args.namespace else None,
+        "metrics_port": args.metrics_port,
+        "metrics_address": args.metrics_address,
+        "health_port": args.health_port,
+        "health_address": args.health_address,
+        "peering_name": args.peering,
+    }
+    settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v is not None})
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    manager.run(settings)
+    return 0
+
+
+def _local_apiserver(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from kubeloop.local import apiserver
+
+    return apiserver.main(list(rest))
+
+
+def _up(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kubeloop.local import environment
+
+    state_dir = Path(args.state_dir) if args.state_dir else environment.DEFAULT_STATE_DIR
+    return environment.up(state_dir, with_samples=args.with_samples)
+
+
+def _down(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kubeloop.local import environment
+
+    return environment.down(Path(args.state_dir) if args.state_dir else environment.DEFAULT_STATE_DIR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubeloop",
+        description="Kubernetes-native MLOps: FeatureSet, TrainingRun, ModelVersion, DriftMonitor.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubeloop {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    op = commands.add_parser("operator", help="run the operator (in a cluster, or against a kubeconfig)",
+                             description="Run the kubeloop operator. Settings come from KUBELOOP_* "
+                                         "environment variables; flags override them.")
+    op.add_argument("--kubeconfig", help="kubeconfig to use (default: in-cluster, then ~/.kube/config)")
+    op.add_argument("--namespace", "-n", action="append",
+                    help="watch only this namespace (repeatable; default: cluster-wide)")
+    op.add_argument("--metrics-address", help="address of the /metrics endpoint (default 0.0.0.0)")
+    op.add_argument("--metrics-port", type=int, help="port of the /metrics endpoint (default 8080)")
+    op.add_argument("--health-address", help="address of the /healthz endpoint (default 0.0.0.0)")
+    op.add_argument("--health-port", type=int, help="port of the /healthz liveness endpoint (default 8081)")
+    op.add_argument("--peering", metavar="NAME",
+                    help="use kopf peering NAME for leader hand-over (default: standalone)")
+    op.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    op.set_defaults(handler=_operator)
+
+    up = commands.add_parser(
+        "up", help="run kubeloop locally: API server, CRDs and operator on 127.0.0.1, until Ctrl-C",
+        description="Start the embedded control plane (no Kubernetes or Docker needed) and keep it "
+                    "running; prints the KUBECONFIG to export in another shell.")
+    up.add_argument("--state-dir", help="where kubeconfig, logs and pids live (default ~/.kubeloop/local, "
+                                        "or $KUBELOOP_HOME/local)")
+    up.add_argument("--with-samples", action="store_true",
+                    help="also apply manifests/samples/ (one resource of each kind) to namespace default")
+    up.set_defaults(handler=_up)
+    down = commands.add_parser("down", help="stop a local environment started by `kubeloop up`")
+    down.add_argument("--state-dir", help="the state directory given to `kubeloop up`")
+    down.set_defaults(handler=_down)
+
+    local = commands.add_parser("local", help="pieces of the embedded control plane, run one by one")
+    local_commands = local.add_subparsers(dest="local_command", metavar="PIECE")
+    local_commands.add_parser(
+        "apiserver", add_help=False,
+        help="the local Kubernetes API server (see `kubeloop local apiserver --help`)",
+    ).set_defaults(raw_handler=_local_apiserver)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "raw_handler", None) is not None:
+        sys.exit(args.raw_handler(args, rest))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if getattr(args, "handler", None) is None:
+        parser.print_help()
+        sys.exit(2)
+    sys.exit(args.handler(args))
