@@ -40,8 +40,8 @@ crds: venv
 	$(PY) -m kubeloop.crdgen
 
 bench: venv
-	$(PY) bench/apiserver.py
-	$(PY) bench/operator.py
+	$(PY) bench/bench_apiserver.py
+	$(PY) bench/bench_operator.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

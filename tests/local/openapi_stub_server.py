@@ -3,10 +3,12 @@
 It exists to prove the OpenAPI documents of `kubeloop.local.openapi` against the real
 kubectl while the full local API server is being written: discovery (`/api`, `/apis`,
 `/api/v1`, `/apis/<g>/<v>`), `/openapi/v3` and its documents (served with kube's caching
-rules: the hashed URL is immutable, a stale hash is redirected to the current one), a 404
-for reads of objects and a 201 echo for creates. Every request is recorded, so tests can
-check what kubectl sent (e.g. `fieldValidation=Strict`). It listens on 127.0.0.1 only, on a
-free port, from a background thread so tests can run kubectl synchronously.
+rules: the hashed URL is immutable, a stale hash is redirected to the current one), and a
+minimal object store: a create is kept and echoed (201), a read returns it or 404, a patch
+is recorded and answered with the stored object (it is not applied: the tests only check
+that kubectl could compute and send it). Every request is recorded, so tests can check what
+kubectl sent (e.g. `fieldValidation=Strict`). It listens on 127.0.0.1 only, on a free port,
+from a background thread so tests can run kubectl synchronously.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class RecordedRequest:
     path: str
     query: dict[str, str]
     body: bytes = b""
+    content_type: str = ""
 
 
 @dataclass
@@ -60,6 +63,7 @@ class StubAPIServer:
 
     served: list[Served]
     requests: list[RecordedRequest] = field(default_factory=list)
+    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
     port: int = 0
     _documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -131,7 +135,8 @@ class StubAPIServer:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query), body))
+        self.requests.append(RecordedRequest(request.method, request.path, dict(request.query), body,
+                                             request.content_type))
         path = request.path.rstrip("/")
         with self._lock:
             documents = dict(self._documents)
@@ -144,8 +149,8 @@ class StubAPIServer:
                 if not group:
                     continue
                 versions = sorted({e.doc.version for e in entries})
-                listed = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
-                groups.append({"name": group, "versions": listed, "preferredVersion": listed[0]})
+                group_versions = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+                groups.append({"name": group, "versions": group_versions, "preferredVersion": group_versions[0]})
             return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
         if request.method == "GET" and path == "/version":
             return web.json_response({"major": "1", "minor": "37", "gitVersion": "v1.37.0-stub"})
@@ -195,9 +200,13 @@ class StubAPIServer:
         if entry is None:
             return self._not_found("the server could not find the requested resource")
         qualified = f"{plural}.{group}" if group else plural
-        if request.method == "GET" and len(rest) == 2:
-            return self._not_found(f'{qualified} "{rest[1]}" not found',
-                                   {"name": rest[1], "group": group, "kind": plural})
+        collection = "/".join(parts[:len(parts) - len(rest) + 1])
+        if request.method in ("GET", "PATCH") and len(rest) == 2:
+            stored = self.objects.get(f"{collection}/{rest[1]}")
+            if stored is None:
+                return self._not_found(f'{qualified} "{rest[1]}" not found',
+                                       {"name": rest[1], "group": group, "kind": plural})
+            return web.json_response(stored)
         if request.method == "POST" and len(rest) == 1:
             obj = json.loads(body or b"{}")
             meta = obj.setdefault("metadata", {})
@@ -206,6 +215,7 @@ class StubAPIServer:
             meta.setdefault("uid", str(uuid.uuid4()))
             meta.setdefault("resourceVersion", "1")
             meta.setdefault("creationTimestamp", "2024-01-01T00:00:00Z")
+            self.objects[f"{collection}/{meta.get('name', '')}"] = obj
             return web.json_response(obj, status=201)
         return self._not_found("the server could not find the requested resource")
 
@@ -225,8 +235,7 @@ def running_stub(served: list[Served]) -> Iterator[StubAPIServer]:
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
-        sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
-        stub.port = sockets[0].getsockname()[1]
+        stub.port = runner.addresses[0][1]
         runner_box["runner"] = runner
 
     def serve() -> None:

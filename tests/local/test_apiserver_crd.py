@@ -127,3 +127,10 @@ async def test_deleting_a_crd_deletes_its_objects_then_stops_serving(client: Cli
     gone: Any = await client.get(WIDGETS)
     assert gone.status == 404 and gone.body['reason'] == 'NotFound'
     assert (await client.get(f'/apis/{GROUP}/v1')).status == 404
+
+
+async def test_the_group_scope_and_plural_of_a_crd_are_immutable(client: Client) -> None:
+    crd = await client.install_widgets()
+    changed = {**crd, 'spec': {**crd['spec'], 'scope': 'Cluster'}}
+    reply = await client.put(f'{CRDS}/widgets.{GROUP}', changed)
+    assert reply.status == 422 and 'spec.scope: Invalid value: "Cluster": field is immutable' in reply.body['message']

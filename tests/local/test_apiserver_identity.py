@@ -17,13 +17,16 @@ async def test_create_assigns_uid_creation_timestamp_and_generation(client: Clie
     assert other['metadata']['uid'] != meta['uid']
 
 
-async def test_client_supplied_system_metadata_is_ignored_on_create(client: Client) -> None:
+async def test_client_supplied_system_metadata_is_replaced_on_create(client: Client) -> None:
     sent = configmap('a')
-    sent['metadata'].update(uid='mine', generation=7, resourceVersion='999',
-                            creationTimestamp='2000-01-01T00:00:00Z', deletionTimestamp='2000-01-01T00:00:00Z')
+    sent['metadata'].update(uid='mine', generation=7, creationTimestamp='2000-01-01T00:00:00Z',
+                            deletionTimestamp='2000-01-01T00:00:00Z')
     meta = (await client.ok('POST', CONFIGMAPS, sent))['metadata']
-    assert meta['uid'] != 'mine' and meta['generation'] == 1 and meta['resourceVersion'] != '999'
+    assert meta['uid'] != 'mine' and meta['generation'] == 1
     assert meta['creationTimestamp'] != '2000-01-01T00:00:00Z' and 'deletionTimestamp' not in meta
+    with_version = await client.post(CONFIGMAPS, {'metadata': {'name': 'b', 'resourceVersion': '999'}})
+    assert with_version.status == 400
+    assert with_version.body['message'] == 'resourceVersion should not be set on objects to be created'
 
 
 async def test_resource_version_is_a_global_increasing_counter(client: Client) -> None:

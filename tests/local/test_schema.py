@@ -940,3 +940,89 @@ def test_defaulting_is_idempotent(noise):
     obj = {"spec": noise if isinstance(noise, dict) else {"tags": noise}}
     once = apply_defaults(obj, DEFAULTS_SCHEMA)
     assert apply_defaults(once, DEFAULTS_SCHEMA) == once
+
+
+# --- corners: Go regexp syntax, Go conversions, rendering limits -----------------------------------
+
+
+class TestGoRegexpSyntax:
+    @pytest.mark.parametrize(("pattern", "good", "bad"), [
+        (r"^\Qa.b\E$", "a.b", "axb"),                 # \Q...\E quotes literally
+        (r"^\x{41}+$", "AAA", "aaa"),                  # \x{...} code points
+        (r"^(?<word>[a-z]+)$", "abc", "ab1"),          # (?<name>...) groups
+        (r"^[]a]+$", "]a]", "b"),                       # a leading ] is a literal
+        (r"^[^]a]+$", "bcd", "b]"),
+        (r"(?m)^b$", "a\nb", "ab"),                    # with (?m), $ is end of line
+        (r"^\d+$", "123", "١٢٣"),                       # \d is ASCII only, as in Go
+    ])
+    def test_translated_constructs(self, pattern, good, bad):
+        schema = {"s": {"type": "string", "pattern": pattern}}
+        assert structural_schema_problems(spec_schema(**schema)) == []
+        assert spec_messages(schema, {"s": good}) == []
+        assert len(spec_messages(schema, {"s": bad})) == 1
+
+    @pytest.mark.parametrize(("pattern", "reason"), [
+        ("(a)\\1", "back-references are not supported"),
+        ("abc\\", "trailing backslash"),
+        ("\\pL+", "Unicode character classes"),
+        ("(?U)a+", "ungreedy"),
+        ("[[:nope:]]", "invalid character class range"),
+        ("[[:^alpha:]]", "negated POSIX classes"),
+        ("a(?<=b)", "invalid or unsupported Perl syntax"),
+        ("(unclosed", "missing )"),
+    ])
+    def test_refused_patterns(self, pattern, reason):
+        problems = structural_schema_problems(spec_schema(s={"type": "string", "pattern": pattern}))
+        assert len(problems) == 1 and reason in problems[0], problems
+
+    def test_a_refused_pattern_at_validation_time_reads_like_kube(self):
+        assert spec_messages({"s": {"type": "string", "pattern": "\\pL"}}, {"s": "x"}) == [
+            "spec.s: Invalid value: \"x\": spec.s in body should match '\\pL, but pattern is invalid: Unicode "
+            "character classes (\\p) are not supported by the local API server'"]
+
+
+class TestGoConversionsAndRendering:
+    def test_an_integer_converts_to_a_code_point_when_the_enum_holds_strings(self):
+        # Go's reflect conversion int -> string yields the rune: 65 matches "A".
+        assert spec_messages({"s": {"x-kubernetes-int-or-string": True, "enum": ["A"]}}, {"s": 65}) == []
+        assert spec_messages({"s": {"x-kubernetes-int-or-string": True, "enum": ["A"]}}, {"s": -1}) == [
+            'spec.s: Unsupported value: -1: supported values: "A"']
+
+    def test_composite_enums_compare_deeply_and_strictly(self):
+        schema = {"o": {"type": "object", "x-kubernetes-preserve-unknown-fields": True, "enum": [{"a": [1, 2]}]}}
+        assert spec_messages(schema, {"o": {"a": [1, 2]}}) == []
+        assert spec_messages(schema, {"o": {"a": [1, 2.5]}}) == [
+            'spec.o: Unsupported value: {"a":[1,2.5]}: supported values: "{\\"a\\":[1,2]}"']
+
+    def test_special_floats_and_unicode(self):
+        assert FieldError("f", "FieldValueInvalid", math.inf, "").body() == "Invalid value: +Inf"
+        assert FieldError("f", "FieldValueInvalid", -math.inf, "").body() == "Invalid value: -Inf"
+        assert FieldError("f", "FieldValueInvalid", math.nan, "").body() == "Invalid value: NaN"
+        assert FieldError("f", "FieldValueInvalid", -0.0, "").body() == "Invalid value: -0"
+        assert FieldError("f", "FieldValueInvalid", "\u200b\U0001F600\U000E0001", "").body() == (
+            'Invalid value: "\\u200b\U0001F600\\U000e0001"')
+        assert go_json(0.000123) == "0.000123"
+        assert go_json(-1.5e-9) == "-1.5e-9"
+        with pytest.raises(ValueError):
+            go_json(math.nan)
+        with pytest.raises(TypeError):
+            go_json(object())
+
+    def test_negative_limits_of_too_long_and_too_many(self):
+        from kubeloop.local.schema import OMITTED, _too_long, _too_many
+
+        assert _too_long("f", -1).message() == "f: Too long: value is too long"
+        assert _too_many("f", -1, -1).message() == "f: Too many: has too many items"
+        assert _too_many("f", -1, 3).value is OMITTED
+
+    def test_an_invalid_message_without_errors(self):
+        assert invalid_message("Widget", "", "w", []) == 'Widget "w" is invalid'
+
+
+def test_preserve_unknown_lists_prune_inside_declared_item_fields():
+    schema = spec_schema(items={"type": "array", "x-kubernetes-preserve-unknown-fields": True,
+                                "items": {"type": "object", "properties": {"known": {
+                                    "type": "object", "properties": {"a": {"type": "string"}}}}}})
+    pruned, unknown = prune({"spec": {"items": [{"known": {"a": "x", "b": 1}, "free": 2}, "text"]}}, schema)
+    assert pruned["spec"]["items"] == [{"known": {"a": "x"}, "free": 2}, "text"]
+    assert unknown == ["spec.items[0].known.b"]

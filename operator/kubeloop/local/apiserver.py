@@ -18,7 +18,7 @@ Deliberately not emulated (each answered loudly): protobuf (406/415), managedFie
 field-manager conflicts of server-side apply (applies merge; a field dropped from an applied
 configuration stays), CEL rules, conversion and admission webhooks (CRDs using them: 422),
 authentication and RBAC (any token; access reviews say "allowed" and why), graceful pod
-termination (pods are deleted at once), /scale and the pod subresources except through
+termination (pods are deleted at once), the pod subresources (log, exec...) except through
 `register_subresource_handler` (405), validation of built-in kinds beyond metadata, and
 the storage of events.k8s.io/v1 and v1 Events being shared (they are two separate lists).
 """
@@ -36,7 +36,7 @@ import socket
 import sys
 import threading
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -45,7 +45,6 @@ from typing import Any, Self, TypeVar
 import aiohttp.web
 import attrs
 import kmock
-import yaml
 from kmock._internal import k8s_dicts
 from kmock._internal.rendering import StreamingError
 
@@ -55,16 +54,26 @@ from kubeloop.local.controllers import Controllers
 from kubeloop.local.errors import APIError
 from kubeloop.local.kubeconfig import write_kubeconfig
 from kubeloop.local.operations import (
-    APPLY_PATCH,
     NAMESPACES,
-    PROPAGATION_POLICIES,
-    DeleteOptions,
     ObjectAPI,
     Outcome,
     WriteOptions,
 )
 from kubeloop.local.pagination import ListPages
 from kubeloop.local.representations import JSON, ObjectRenderer, encode, negotiate
+from kubeloop.local.request_options import (
+    Route,
+    decode_body,
+    delete_options,
+    is_watch,
+    kmock_action,
+    non_negative_int,
+    optional_bool,
+    parse_route,
+    refuse_shard_selector,
+    require_body,
+    write_options,
+)
 from kubeloop.local.store import ObjectStore, metadata
 from kubeloop.local.watching import WatchParams, WatchStream, check_params, parse_resource_version
 
@@ -73,41 +82,9 @@ logger = logging.getLogger(__name__)
 HOST = '127.0.0.1'
 INITIAL_NAMESPACES = ('default', 'kube-system', 'kube-public', 'kube-node-lease')
 DEFAULT_WATCH_TIMEOUT_SECONDS = 1800.0  # kube-apiserver picks 30-60 minutes when the client says nothing
-_NAMESPACE_SUBRESOURCES = frozenset({'status', 'finalize'})
-_BUILT_IN_SUBRESOURCES = frozenset({'status', 'finalize'})
+_BUILT_IN_SUBRESOURCES = frozenset({'status', 'finalize', 'scale'})
 
 T = TypeVar('T')
-
-
-@dataclass(frozen=True)
-class Route:
-    """A Kubernetes API path taken apart (group None: not an API resource path)."""
-
-    group: str | None = None
-    version: str | None = None
-    plural: str | None = None
-    namespace: str | None = None
-    name: str | None = None
-    subresource: str | None = None
-
-
-def parse_route(path: str) -> Route:
-    parts = [part for part in path.split('/') if part]
-    if parts[:1] == ['api']:
-        group, rest = '', parts[1:]
-    elif parts[:1] == ['apis'] and len(parts) >= 2:
-        group, rest = parts[1], parts[2:]
-    else:
-        return Route()
-    version, rest = (rest[0], rest[1:]) if rest else (None, [])
-    namespace = None
-    # /namespaces/<ns>/<plural>... is namespaced content; /namespaces/<ns>[/status|/finalize] is a namespace.
-    if rest[:1] == ['namespaces'] and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in _NAMESPACE_SUBRESOURCES):
-        namespace, rest = rest[1], rest[2:]
-    plural = rest[0] if rest else None
-    name = rest[1] if len(rest) > 1 else None
-    subresource = '/'.join(rest[2:]) or None
-    return Route(group, version, plural, namespace, name, subresource)
 
 
 @dataclass(frozen=True)
@@ -203,7 +180,7 @@ class LocalAPIServer(kmock.KubernetesEmulator):
         return self._catalog
 
     @property
-    def objects(self) -> kmock.ObjectsArray:  # type: ignore[override]
+    def objects(self) -> kmock.ObjectsArray:
         """A read-only snapshot of all stored objects, keyed as kmock keys them."""
         snapshot = ReadOnlyObjects()
         for storage in self._store.storages():
@@ -298,8 +275,8 @@ class LocalAPIServer(kmock.KubernetesEmulator):
             cookies=dict(raw_request.cookies),
             body=body,
             text=body.decode('utf-8', errors='replace'),
-            data=_decode_body(raw_request.content_type, body),
-            action=_kmock_action(route, raw_request.method, raw_request.query.get('watch')),
+            data=decode_body(raw_request.content_type, body),
+            action=kmock_action(route, raw_request.method, raw_request.query.get('watch')),
             resource=resource,
             namespace=route.namespace,
             name=route.name,
@@ -423,7 +400,7 @@ class LocalAPIServer(kmock.KubernetesEmulator):
 
     async def _serve_collection(self, request: kmock.Request, raw: aiohttp.web.BaseRequest, res: ResourceDef,
                                 namespace: str | None) -> aiohttp.web.StreamResponse:
-        if raw.method == 'GET' and _is_watch(raw):
+        if raw.method == 'GET' and is_watch(raw):
             self._require_verb(res, 'watch')
             return await self._watch(raw, res, namespace, name=None)
         if raw.method == 'GET':
@@ -431,13 +408,13 @@ class LocalAPIServer(kmock.KubernetesEmulator):
             return self._list(raw, res, namespace)
         if raw.method == 'POST':
             self._require_verb(res, 'create')
-            outcome = self._api.create(res, namespace, _require_body(raw, request), _write_options(raw))
+            outcome = self._api.create(res, namespace, require_body(raw, request), write_options(raw))
             return self._object_response(raw, outcome, status=201)
         if raw.method == 'DELETE':
             self._require_verb(res, 'deletecollection')
             query = raw.query
             deleted = self._api.delete_collection(res, namespace, query.get('labelSelector', ''),
-                                                  query.get('fieldSelector', ''), _delete_options(raw, request))
+                                                  query.get('fieldSelector', ''), delete_options(raw, request))
             listing = {'kind': res.list_kind, 'apiVersion': res.api_version,
                        'metadata': {'resourceVersion': str(self._store.resource_version)}, 'items': deleted}
             return _json_response(listing)
@@ -445,7 +422,7 @@ class LocalAPIServer(kmock.KubernetesEmulator):
 
     async def _serve_object(self, request: kmock.Request, raw: aiohttp.web.BaseRequest, res: ResourceDef,
                             namespace: str | None, name: str) -> aiohttp.web.StreamResponse:
-        if raw.method == 'GET' and _is_watch(raw):
+        if raw.method == 'GET' and is_watch(raw):
             self._require_verb(res, 'watch')
             return await self._watch(raw, res, namespace, name=name)
         if raw.method == 'GET':
@@ -453,20 +430,20 @@ class LocalAPIServer(kmock.KubernetesEmulator):
             return self._respond_with_object(raw, res, self._api.get(res, namespace, name))
         if raw.method == 'PUT':
             self._require_verb(res, 'update')
-            outcome = self._api.replace(res, namespace, name, _require_body(raw, request), _write_options(raw))
+            outcome = self._api.replace(res, namespace, name, require_body(raw, request), write_options(raw))
             return self._object_response(raw, outcome)
         if raw.method == 'PATCH':
             self._require_verb(res, 'patch')
             return self._patch(request, raw, res, namespace, name, subresource=None)
         if raw.method == 'DELETE':
             self._require_verb(res, 'delete')
-            outcome = self._api.delete(res, namespace, name, _delete_options(raw, request))
-            return _json_response(self._api.deletion_response(res, outcome))
+            deletion = self._api.delete(res, namespace, name, delete_options(raw, request))
+            return _json_response(self._api.deletion_response(res, deletion))
         raise errors.method_not_allowed()
 
     def _patch(self, request: kmock.Request, raw: aiohttp.web.BaseRequest, res: ResourceDef,
                namespace: str | None, name: str, subresource: str | None) -> aiohttp.web.StreamResponse:
-        outcome = self._api.patch(res, namespace, name, raw.content_type, request.body, _write_options(raw),
+        outcome = self._api.patch(res, namespace, name, raw.content_type, request.body, write_options(raw),
                                   subresource=subresource)
         return self._object_response(raw, outcome, status=201 if outcome.created else 200)
 
@@ -482,16 +459,34 @@ class LocalAPIServer(kmock.KubernetesEmulator):
         if subresource not in _BUILT_IN_SUBRESOURCES:
             raise errors.method_not_allowed(
                 f'{res.plural}/{subresource} is not emulated by the local API server')
+        if subresource == 'scale':
+            return self._serve_scale(request, raw, res, namespace, name)
         if raw.method == 'GET' and subresource == 'status':
             return self._respond_with_object(raw, res, self._api.get(res, namespace, name))
         if raw.method == 'PUT':
             self._require_verb(res, 'update')
-            outcome = self._api.replace(res, namespace, name, _require_body(raw, request), _write_options(raw),
+            outcome = self._api.replace(res, namespace, name, require_body(raw, request), write_options(raw),
                                         subresource=subresource)
             return self._object_response(raw, outcome)
         if raw.method == 'PATCH' and subresource == 'status':
             self._require_verb(res, 'patch')
             return self._patch(request, raw, res, namespace, name, subresource=subresource)
+        raise errors.method_not_allowed()
+
+    def _serve_scale(self, request: kmock.Request, raw: aiohttp.web.BaseRequest, res: ResourceDef,
+                     namespace: str | None, name: str) -> aiohttp.web.StreamResponse:
+        if raw.method == 'GET':
+            self._require_verb(res, 'get')
+            return _json_response(self._api.get_scale(res, namespace, name))
+        if raw.method == 'PUT':
+            self._require_verb(res, 'update')
+            outcome = self._api.replace_scale(res, namespace, name, require_body(raw, request), write_options(raw))
+            return self._object_response(raw, outcome)
+        if raw.method == 'PATCH':
+            self._require_verb(res, 'patch')
+            outcome = self._api.patch_scale(res, namespace, name, raw.content_type, request.body,
+                                            write_options(raw))
+            return self._object_response(raw, outcome)
         raise errors.method_not_allowed()
 
     def _subresource_handler(self, res: ResourceDef, subresource: str) -> SubresourceHandler | None:
@@ -516,7 +511,7 @@ class LocalAPIServer(kmock.KubernetesEmulator):
         if include_object not in ('None', 'Metadata', 'Object'):
             raise errors.bad_request(f'includeObject: Unsupported value: "{include_object}": supported values: '
                                      '"None", "Metadata", "Object"')
-        return ObjectRenderer(representation, res, self.clock(), include_object)
+        return ObjectRenderer(representation, res, self.clock, include_object)
 
     def _respond_with_object(self, raw: aiohttp.web.BaseRequest, res: ResourceDef,
                              obj: dict[str, Any]) -> aiohttp.web.StreamResponse:
@@ -536,9 +531,9 @@ class LocalAPIServer(kmock.KubernetesEmulator):
     def _list(self, raw: aiohttp.web.BaseRequest, res: ResourceDef, namespace: str | None,
               ) -> aiohttp.web.StreamResponse:
         query = raw.query
-        _refuse_shard_selector(raw)
+        refuse_shard_selector(raw)
         renderer = self._renderer(raw, res)
-        limit = _non_negative_int(query, 'limit')
+        limit = non_negative_int(query, 'limit')
         label_selector, field_selector = query.get('labelSelector', ''), query.get('fieldSelector', '')
         if query.get('continue'):
             page = self._pages.next(query['continue'], limit)
@@ -575,13 +570,13 @@ class LocalAPIServer(kmock.KubernetesEmulator):
     async def _watch(self, raw: aiohttp.web.BaseRequest, res: ResourceDef, namespace: str | None,
                      name: str | None) -> aiohttp.web.StreamResponse:
         query = raw.query
-        _refuse_shard_selector(raw)
+        refuse_shard_selector(raw)
         params = WatchParams(
             resource_version=query.get('resourceVersion'),
             resource_version_match=query.get('resourceVersionMatch'),
-            send_initial_events=_optional_bool(query, 'sendInitialEvents'),
-            allow_bookmarks=_optional_bool(query, 'allowWatchBookmarks') or False,
-            timeout_seconds=float(_non_negative_int(query, 'timeoutSeconds') or self.watch_timeout),
+            send_initial_events=optional_bool(query, 'sendInitialEvents'),
+            allow_bookmarks=optional_bool(query, 'allowWatchBookmarks') or False,
+            timeout_seconds=float(non_negative_int(query, 'timeoutSeconds') or self.watch_timeout),
         )
         check_params(params)
         selected = self._api.matcher(res, query.get('labelSelector', ''), query.get('fieldSelector', ''))
@@ -601,122 +596,6 @@ class LocalAPIServer(kmock.KubernetesEmulator):
             server_stopping=lambda: self._stopping or (self._served_by_kmock and not self.servers),
         )
         return await stream.serve(raw)
-
-
-# Request helpers.
-
-def _kmock_action(route: Route, method: str, watch: str | None) -> kmock.action | None:
-    """The Kubernetes action as kmock's DSL names it (for `server['list pods']` and the like)."""
-    if route.group is None:
-        return None
-    if method == 'GET' and watch in ('true', '1'):
-        return kmock.action.WATCH
-    if route.name is None:
-        return {'GET': kmock.action.LIST, 'POST': kmock.action.CREATE}.get(method)
-    return {'GET': kmock.action.FETCH, 'PATCH': kmock.action.UPDATE, 'DELETE': kmock.action.DELETE}.get(method)
-
-
-def _decode_body(content_type: str, body: bytes) -> Any:
-    """The parsed body for kmock's DSL matching (None when it does not parse)."""
-    if not body:
-        return None
-    try:
-        if content_type == APPLY_PATCH or content_type.endswith('yaml'):
-            return yaml.safe_load(body)
-        return json.loads(body)
-    except (ValueError, yaml.YAMLError):
-        return None
-
-
-def _require_body(raw: aiohttp.web.BaseRequest, request: kmock.Request) -> Any:
-    content_type = raw.content_type
-    if content_type.startswith('application/vnd.kubernetes.protobuf'):
-        raise errors.unsupported_media_type(content_type, ('application/json', 'application/yaml'))
-    if request.data is None:
-        if not request.body:
-            raise errors.bad_request('the request has no body: an object is expected')
-        raise errors.bad_request(f'the body of the request does not parse as {content_type or "JSON"}')
-    return request.data
-
-
-def _is_watch(raw: aiohttp.web.BaseRequest) -> bool:
-    return raw.query.get('watch') in ('true', '1')
-
-
-def _optional_bool(query: Any, key: str) -> bool | None:
-    value = query.get(key)
-    if value in (None, ''):
-        return None
-    if value in ('true', '1'):
-        return True
-    if value in ('false', '0'):
-        return False
-    raise errors.bad_request(f'{key}: invalid boolean value "{value}"')
-
-
-def _non_negative_int(query: Any, key: str) -> int | None:
-    value = query.get(key)
-    if value in (None, ''):
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise errors.bad_request(f'{key}: invalid integer value "{value}"') from None
-    if number < 0:
-        raise errors.bad_request(f'{key}: must be non-negative, not {number}')
-    return number
-
-
-def _refuse_shard_selector(raw: aiohttp.web.BaseRequest) -> None:
-    if raw.query.get('shardSelector'):
-        raise errors.bad_request('shardSelector is not emulated by the local API server')
-
-
-def _dry_run(values: Sequence[str]) -> bool:
-    for value in values:
-        if value != 'All':
-            raise errors.bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
-    return bool(values)
-
-
-def _write_options(raw: aiohttp.web.BaseRequest) -> WriteOptions:
-    query = raw.query
-    return WriteOptions(
-        dry_run=_dry_run(query.getall('dryRun', [])),
-        field_validation=query.get('fieldValidation') or 'Warn',
-        field_manager=query.get('fieldManager'),
-        force=_optional_bool(query, 'force') or False,
-    )
-
-
-def _delete_options(raw: aiohttp.web.BaseRequest, request: kmock.Request) -> DeleteOptions:
-    """DeleteOptions from the body (kubectl, client libraries) and the query (curl, kopf)."""
-    body = request.data if isinstance(request.data, dict) else {}
-    if request.body and not isinstance(request.data, dict):
-        raise errors.bad_request('the body of a DELETE must be a DeleteOptions object')
-    query = raw.query
-    policy = body.get('propagationPolicy') or query.get('propagationPolicy')
-    orphan = body.get('orphanDependents')
-    if orphan is None:
-        orphan = _optional_bool(query, 'orphanDependents')
-    causes = []
-    if policy is not None and policy not in PROPAGATION_POLICIES:
-        causes.append(errors.Cause('propagationPolicy', 'FieldValueNotSupported',
-                                   f'Unsupported value: "{policy}": supported values: "Foreground", '
-                                   '"Background", "Orphan"'))
-    if policy is not None and orphan is not None:
-        causes.append(errors.Cause('propagationPolicy', 'FieldValueInvalid',
-                                   'Invalid value: Cannot both set OrphanDependents and PropagationPolicy'))
-    if causes:
-        raise errors.invalid('meta.k8s.io', 'DeleteOptions', '', causes)
-    preconditions = body.get('preconditions') or {}
-    return DeleteOptions(
-        dry_run=_dry_run([*query.getall('dryRun', []), *(body.get('dryRun') or [])]),
-        propagation_policy=policy,
-        orphan_dependents=orphan,
-        precondition_uid=preconditions.get('uid'),
-        precondition_resource_version=preconditions.get('resourceVersion'),
-    )
 
 
 def _json_response(document: dict[str, Any], status: int = 200) -> aiohttp.web.Response:

@@ -65,22 +65,21 @@ class Controllers:
 
     @property
     def idle(self) -> bool:
-        return not (self._suspects or self._terminating_namespaces or self._terminating_crds)
+        """True when the last change has been acted on (what waits on others' finalizers may remain)."""
+        return not self._wakeup_event().is_set()
 
     def reconcile(self) -> None:
-        """Act on everything marked, until nothing is left to do right now."""
+        """Act on everything marked, until nothing more can be done right now."""
         for _ in range(10_000):  # a bound against a bug that would mark forever
-            if self.idle:
-                return
             namespaces, crd_names = set(self._terminating_namespaces), set(self._terminating_crds)
             self._collect_garbage()
             for namespace in namespaces:
                 self._empty_namespace(namespace)
             for name in crd_names:
                 self._clean_up_crd(name)
-            if self._terminating_namespaces == namespaces and self._terminating_crds == crd_names \
-                    and not self._suspects:
-                return  # waiting on finalizers that others must remove: the next change wakes us
+            if (not self._suspects and self._terminating_namespaces <= namespaces
+                    and self._terminating_crds <= crd_names):
+                return  # what remains waits on finalizers that others must remove: a change wakes us
         logger.error("The local controllers did not settle; pending: %r", self._suspects)
 
     # Observing changes (synchronously, inside the store's commit).

@@ -336,7 +336,7 @@ def _type_meta_properties() -> dict[str, Any]:
 
 
 def _is_int_or_string_any_of(any_of: Any) -> bool:
-    return any_of == [{"type": "integer"}, {"type": "string"}]
+    return bool(any_of == [{"type": "integer"}, {"type": "string"}])
 
 
 def _publish_node(node: Any) -> Any:
@@ -369,7 +369,7 @@ def _publish_node(node: Any) -> Any:
 
 
 def _published_custom_schema(resource: ResourceDoc) -> dict[str, Any]:
-    schema = _publish_node(copy.deepcopy(resource.schema or {}))
+    schema: dict[str, Any] = _publish_node(copy.deepcopy(resource.schema or {}))
     schema.setdefault("type", "object")
     properties = schema.setdefault("properties", {})
     properties.update(_type_meta_properties())
@@ -405,8 +405,8 @@ def _resource_schemas(resource: ResourceDoc) -> tuple[str, str, dict[str, Any]]:
         return name, name + "List", {name: _published_custom_schema(resource),
                                      name + "List": _list_schema(resource, name)}
     names = _builtin_names_by_gvk()
-    name = names.get((resource.group, resource.version, resource.kind))
-    if name is None:
+    builtin = names.get((resource.group, resource.version, resource.kind))
+    if builtin is None:
         name = definition_name(resource.group, resource.version, resource.kind)
         permissive = {
             "type": "object",
@@ -417,14 +417,14 @@ def _resource_schemas(resource: ResourceDoc) -> tuple[str, str, dict[str, Any]]:
             "x-kubernetes-group-version-kind": [_gvk(resource.group, resource.version, resource.kind)],
         }
         return name, name + "List", {name: permissive, name + "List": _list_schema(resource, name)}
-    schemas = {name: _cached_v3(name)}
+    schemas = {builtin: _cached_v3(builtin)}
     list_name = names.get((resource.group, resource.version, f"{resource.kind}List"))
     if list_name is None:
-        list_name = name + "List"
-        schemas[list_name] = _list_schema(resource, name)
+        list_name = builtin + "List"
+        schemas[list_name] = _list_schema(resource, builtin)
     else:
         schemas[list_name] = _cached_v3(list_name)
-    return name, list_name, schemas
+    return builtin, list_name, schemas
 
 
 # --- operations ------------------------------------------------------------------------------------
@@ -504,8 +504,9 @@ def _operation(resource: ResourceDoc, action: str, verb: str, subresource: str, 
     if all_namespaces:
         operation_id += "ForAllNamespaces"
     sub_text = f" {subresource} of" if subresource else ""
+    an = " an " if kind[:1] in "AEIOU" else " a "
     article = {"list": " objects of kind ", "read": " the specified ", "replace": " the specified ",
-               "patch": " the specified ", "create": " a ", "delete": " a "}.get(verb, " ")
+               "patch": " the specified ", "create": an, "delete": an}.get(verb, " ")
     description = {"patch": f"partially update{sub_text}{article}{kind}",
                    "deletecollection": f"delete collection of{sub_text} {kind}"}.get(
         verb, f"{verb}{sub_text}{article}{kind}")

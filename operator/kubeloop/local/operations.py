@@ -29,6 +29,7 @@ from kubeloop.local.catalog import ResourceCatalog, ResourceDef
 from kubeloop.local.errors import APIError, Cause
 from kubeloop.local.patching import (
     PatchError,
+    PatchMeta,
     PatchTestFailed,
     apply_json_patch,
     apply_merge_patch,
@@ -37,6 +38,7 @@ from kubeloop.local.patching import (
     patch_meta_for_builtin,
     patch_meta_from_schema,
 )
+from kubeloop.local.scale import scale_of, scaled
 from kubeloop.local.schema import FieldError, apply_defaults, invalid_message, prune, validate
 from kubeloop.local.selectors import (
     SelectorError,
@@ -204,6 +206,8 @@ class ObjectAPI:
         if (res.group, res.plural) in _ACCESS_REVIEW_KINDS | {_RULES_REVIEW, _SELF_SUBJECT_REVIEW}:
             return Outcome(self._review(res, obj), created=True)
         meta = metadata(obj)
+        if meta.get('resourceVersion'):
+            raise errors.bad_request('resourceVersion should not be set on objects to be created')
         if not meta.get('name') and not meta.get('generateName'):
             raise errors.invalid(res.group, res.kind, '', [Cause(
                 'metadata.name', 'FieldValueRequired', 'Required value: name or generateName is required')])
@@ -274,7 +278,7 @@ class ObjectAPI:
         new = self._isolate_subresource(res, old, new, subresource)
         new = with_meta(new, **{key: metadata(old).get(key) for key in _SERVER_OWNED_METADATA})
         self._check_finalizers_while_deleting(res, old, new)
-        new = self._prepare_kind_for_update(res, old, new)
+        new = self._prepare_kind_for_update(res, old, new, subresource)
         new, warnings = self._admit(res, new, opts)
         if self._generation_content(res, new) != self._generation_content(res, old):
             new = with_meta(new, generation=int(metadata(old).get('generation') or 0) + 1)
@@ -322,7 +326,7 @@ class ObjectAPI:
         if subresource == 'finalize':  # namespaces: only spec.finalizers changes
             spec = {**(old.get('spec') or {}), 'finalizers': (new.get('spec') or {}).get('finalizers') or []}
             return {**old, 'spec': spec}
-        new = {**new, 'metadata': {**metadata(new), 'namespace': metadata(old).get('namespace')}}
+        new = with_meta(new, namespace=metadata(old).get('namespace'))
         if not res.has_status:
             return new
         kept = {key: value for key, value in new.items() if key != 'status'}
@@ -370,7 +374,7 @@ class ObjectAPI:
                 raise errors.bad_request(f'the patch must be a JSON object, not {_json(document)[:80]}')
             if content_type == MERGE_PATCH:
                 return apply_merge_patch(old, document)
-            return apply_strategic_merge_patch(old, document, self._patch_meta(res))
+            return apply_strategic_merge_patch(old, document, self._patch_meta(res, content_type))
         except PatchTestFailed as exc:
             raise errors.unprocessable(str(exc)) from exc
         except PatchError as exc:
@@ -379,14 +383,16 @@ class ObjectAPI:
                 raise errors.unprocessable(str(exc)) from exc
             raise errors.bad_request(str(exc)) from exc
 
-    def _patch_meta(self, res: ResourceDef) -> Any:
+    @staticmethod
+    def _patch_meta(res: ResourceDef, content_type: str) -> PatchMeta:
+        """How fields of this kind merge: from the CRD schema, or the built-in tables (415 without)."""
         if res.custom is not None:
             return patch_meta_from_schema(res.custom.schema or {})
         meta = patch_meta_for_builtin(res.api_version, res.kind)
         if meta is None:
             raise errors.unsupported_media_type(
-                STRATEGIC_MERGE_PATCH + f' for {res.kind} (the local API server has no strategic-merge '
-                'metadata for this kind)', CUSTOM_RESOURCE_PATCH_TYPES)
+                f'{content_type} for {res.kind} (the local API server has no merge metadata for this kind)',
+                (JSON_PATCH, MERGE_PATCH))
         return meta
 
     def _server_side_apply(self, res: ResourceDef, namespace: str | None, name: str, raw: bytes,
@@ -404,22 +410,41 @@ class ObjectAPI:
             if old is None:
                 if subresource is not None:
                     raise errors.not_found(res.group, res.plural, name)
-                created = apply_server_side(None, applied, self._patch_meta_for_apply(res))
+                created = apply_server_side(None, applied, self._patch_meta(res, APPLY_PATCH))
                 return self.create(res, namespace, created, opts)
-            merged = apply_server_side(self.as_version(res, old), applied, self._patch_meta_for_apply(res))
+            merged = apply_server_side(self.as_version(res, old), applied, self._patch_meta(res, APPLY_PATCH))
         except PatchError as exc:
             raise errors.bad_request(str(exc)) from exc
         return self.update(res, self.as_version(res, old), merged, opts, subresource=subresource)
 
-    def _patch_meta_for_apply(self, res: ResourceDef) -> Any:
-        if res.custom is not None:
-            return patch_meta_from_schema(res.custom.schema or {})
-        meta = patch_meta_for_builtin(res.api_version, res.kind)
-        if meta is None:
-            raise errors.unsupported_media_type(
-                APPLY_PATCH + f' for {res.kind} (the local API server has no merge metadata for this kind)',
-                (JSON_PATCH, MERGE_PATCH))
-        return meta
+    # The scale subresource.
+
+    def get_scale(self, res: ResourceDef, namespace: str | None, name: str) -> dict[str, Any]:
+        return scale_of(res, self.get(res, namespace, name))
+
+    def replace_scale(self, res: ResourceDef, namespace: str | None, name: str, body: Any,
+                      opts: WriteOptions) -> Outcome:
+        old = self.get(res, namespace, name)
+        outcome = self.update(res, old, scaled(res, old, body), opts)
+        return Outcome(scale_of(res, outcome.obj), outcome.warnings)
+
+    def patch_scale(self, res: ResourceDef, namespace: str | None, name: str, content_type: str, raw: bytes,
+                    opts: WriteOptions) -> Outcome:
+        if content_type not in (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH):
+            raise errors.unsupported_media_type(content_type, (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH))
+        old = self.get(res, namespace, name)
+        document = _parse_json(raw, 'patch')
+        try:
+            if content_type == JSON_PATCH:
+                patched = apply_json_patch(scale_of(res, old), _json_patch_operations(document))
+            elif isinstance(document, dict):  # a Scale has no lists: a strategic merge is a merge
+                patched = apply_merge_patch(scale_of(res, old), document)
+            else:
+                raise errors.bad_request(f'the patch must be a JSON object, not {_json(document)[:80]}')
+        except PatchError as exc:
+            raise errors.unprocessable(str(exc)) from exc
+        outcome = self.update(res, old, scaled(res, old, patched), opts)
+        return Outcome(scale_of(res, outcome.obj), outcome.warnings)
 
     # Deleting.
 
@@ -588,12 +613,32 @@ class ObjectAPI:
         return obj
 
     def _prepare_kind_for_update(self, res: ResourceDef, old: dict[str, Any], new: dict[str, Any],
-                                 ) -> dict[str, Any]:
+                                 subresource: str | None) -> dict[str, Any]:
         if res.storage == NAMESPACES:
+            # The name label is the server's; spec.finalizers changes only through /finalize.
             labels = {**(metadata(new).get('labels') or {}), NAMESPACE_NAME_LABEL: metadata(old)['name']}
-            spec = {**(new.get('spec') or {}), 'finalizers': (new.get('spec') or {}).get('finalizers', [])}
+            source = new if subresource == 'finalize' else old
+            spec = {**(new.get('spec') or {}), 'finalizers': (source.get('spec') or {}).get('finalizers', [])}
             return {**with_meta(new, labels=labels), 'spec': spec}
+        if res.storage == CRDS:
+            self._refuse_crd_identity_change(res, old, new)
         return new
+
+    @staticmethod
+    def _refuse_crd_identity_change(res: ResourceDef, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """A CRD's group, scope and plural name say where its objects are stored: kube keeps them fixed."""
+        causes = []
+        for path in (('spec', 'group'), ('spec', 'scope'), ('spec', 'names', 'plural')):
+            before: Any = old
+            after: Any = new
+            for key in path:
+                before = before.get(key) if isinstance(before, dict) else None
+                after = after.get(key) if isinstance(after, dict) else None
+            if before != after:
+                causes.append(Cause('.'.join(path), 'FieldValueInvalid',
+                                    f'Invalid value: {json.dumps(after)}: field is immutable'))
+        if causes:
+            raise errors.invalid(res.group, res.kind, metadata(old)['name'], causes)
 
     def _kind_causes(self, res: ResourceDef, obj: dict[str, Any]) -> list[Cause]:
         if res.storage != CRDS:
@@ -618,6 +663,7 @@ class ObjectAPI:
         return obj
 
     def _review(self, res: ResourceDef, obj: dict[str, Any]) -> dict[str, Any]:
+        status: dict[str, Any]
         if (res.group, res.plural) == _SELF_SUBJECT_REVIEW:
             status = {'userInfo': {'username': LOCAL_USER, 'groups': ['system:masters', 'system:authenticated']}}
         elif (res.group, res.plural) == _RULES_REVIEW:

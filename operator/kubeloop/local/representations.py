@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,7 +79,7 @@ class ObjectRenderer:
 
     representation: str
     res: ResourceDef
-    now: datetime.datetime
+    clock: Callable[[], datetime.datetime]  # read at each rendering: a watch's Table ages stay current
     include_object: str = 'Metadata'  # the Table option kube defaults to
 
     def one(self, obj: dict[str, Any], *, headers: bool = True) -> dict[str, Any]:
@@ -105,5 +106,5 @@ class ObjectRenderer:
                headers: bool = True) -> dict[str, Any]:
         crd_version = self.res.custom.version if self.res.custom else None
         columns = columns_for(self.res.api_version, self.res.kind, crd_version)
-        return render_table(items, columns, now=self.now, include_object=self.include_object,
+        return render_table(items, columns, now=self.clock(), include_object=self.include_object,
                             list_metadata=list_metadata, no_headers=not headers)

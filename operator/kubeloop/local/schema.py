@@ -28,7 +28,7 @@ import copy
 import ipaddress
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
@@ -212,7 +212,7 @@ _GO_SHORT_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "
 def _shortest_digits(value: float) -> tuple[str, int]:
     """The shortest round-tripping decimal digits of a finite non-zero float and the position
     of the decimal point (Go's `decimal.dp`): value = 0.<digits> * 10**dp."""
-    sign, digits, exponent = Decimal(repr(abs(value))).as_tuple()
+    _, digits, exponent = Decimal(repr(abs(value))).as_tuple()
     text = "".join(str(d) for d in digits)
     stripped = text.rstrip("0")
     exponent = int(exponent) + (len(text) - len(stripped))
@@ -391,7 +391,7 @@ def _enum_matches(data: Any, allowed: Any) -> bool:
     if allowed_kind == "string" and data_kind == "int":
         # Go converts an integer to the string of that code point.
         valid = 0 <= data <= 0x10FFFF and not 0xD800 <= data <= 0xDFFF
-        return (chr(data) if valid else "\ufffd") == allowed
+        return bool((chr(data) if valid else "\ufffd") == allowed)
     return _deep_equal(data, allowed)
 
 
@@ -1043,17 +1043,19 @@ class _Validator:
                 if not _is_json_integer(mult):
                     self.errors.append(_invalid(
                         field, value, f"{path} in body should be a multiple of {_go_float(factor_f)}"))
-        for key, exclusive_key, word, failed in (
-                ("minimum", "exclusiveMinimum", "greater than",
-                 lambda data, bound, excl: data <= bound if excl else data < bound),
-                ("maximum", "exclusiveMaximum", "less than",
-                 lambda data, bound, excl: data >= bound if excl else data > bound)):
+        for key, exclusive_key, word in (("minimum", "exclusiveMinimum", "greater than"),
+                                         ("maximum", "exclusiveMaximum", "less than")):
             bound = schema.get(key)
             if not isinstance(bound, int | float) or isinstance(bound, bool):
                 continue
             exclusive = bool(schema.get(exclusive_key))
+            # kube-openapi compares integer data with the bound converted (truncated) to int64.
             limit: int | float = int(bound) if is_int else float(bound)
-            if failed(value, limit, exclusive):
+            if key == "minimum":
+                failed = value <= limit if exclusive else value < limit
+            else:
+                failed = value >= limit if exclusive else value > limit
+            if failed:
                 shown = str(limit) if is_int else _go_float(float(limit))
                 relation = word if exclusive else f"{word} or equal to"
                 self.errors.append(_invalid(field, value, f"{path} in body should be {relation} {shown}"))
@@ -1906,17 +1908,3 @@ class _StructuralChecker:
         for error in validator.errors:
             self.problems.append(error.message())
 
-
-def iter_schema_nodes(schema: Any) -> Iterator[dict[str, Any]]:
-    """Every schema node under `schema` (properties, items, additionalProperties, combinators)."""
-    if not isinstance(schema, dict):
-        return
-    yield schema
-    for sub in _props(schema).values():
-        yield from iter_schema_nodes(sub)
-    for keyword in ("items", "additionalProperties", "not"):
-        if isinstance(schema.get(keyword), dict):
-            yield from iter_schema_nodes(schema[keyword])
-    for keyword in ("allOf", "anyOf", "oneOf"):
-        for sub in schema.get(keyword) or []:
-            yield from iter_schema_nodes(sub)

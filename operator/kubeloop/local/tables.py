@@ -226,11 +226,11 @@ def _parse_bracket(content: str) -> _Node:
         if match is None:
             return _Node("filter", ("exists", _parse_literal(expression), None))
         return _Node("filter", (match[2], _parse_literal(match[1]), _parse_literal(match[3])))
-    if content[:1] in "'\"":
+    if content[:1] and content[0] in "'\"":
         names = [part[1:-1] for part in re.findall(r"'[^']*'|\"[^\"]*\"", content)]
         return _Node("union", [_Node("field", name) for name in names]) if len(names) > 1 else _Node("field", names[0])
     parts = [part.strip() for part in content.split(",")]
-    specs = []
+    specs: list[tuple[int | None, int | None, int | None, bool]] = []
     for part in parts:
         pieces = part.split(":")
         if len(pieces) > 3 or not all(re.fullmatch(r"-?\d*", p.strip()) for p in pieces):
@@ -357,7 +357,7 @@ def _compare(operator: str, left: Any, right: Any) -> bool:
         return bool(left != right)
     if kind == "bool":
         raise JSONPathError("invalid type for comparison")
-    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[operator]
+    return bool({"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[operator])
 
 
 def _eval_filter(spec: tuple[str, Any, Any], values: list[Any]) -> list[Any]:

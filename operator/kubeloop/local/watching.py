@@ -65,10 +65,10 @@ def check_params(params: WatchParams) -> None:
 
 
 def parse_resource_version(text: str | None) -> int | None:
-    if text in (None, ''):
+    if not text:
         return None
     try:
-        value = int(text)  # type: ignore[arg-type]
+        value = int(text)
     except ValueError:
         raise errors.bad_request(f'invalid resource version: {text}') from None
     if value < 0:

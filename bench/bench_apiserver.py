@@ -6,7 +6,7 @@ Measures, for each server in the same run (each a fresh process on 127.0.0.1):
   - list latency (median of repeated GETs of the whole collection with N objects held).
 Target (issue 2): >= 1,500 creates/s for kubeloop's server. Results: docs/performance.md.
 
-    python bench/apiserver.py [--objects 1000] [--repeat 3] [--skip-stock]
+    python bench/bench_apiserver.py [--objects 1000] [--repeat 3] [--skip-stock]
 """
 
 from __future__ import annotations

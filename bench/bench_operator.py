@@ -9,7 +9,7 @@ latency p50/p99 timed from each create response to the watch event carrying its 
 and the operator's peak RSS. Targets (issue 2): throughput >= 2/3 of the floor's, p99 <=
 1.5x the floor's, RSS <= 200 MB. Results: docs/performance.md.
 
-    python bench/operator.py [--sizes 200 1000] [--repeat 3]
+    python bench/bench_operator.py [--sizes 200 1000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import yaml
 from kubeloop.local.supervisor import ManagedProcess, free_port, python_module
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from apiserver import CRD as THING_CRD  # noqa: E402
+from bench_apiserver import CRD as THING_CRD  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "default"
