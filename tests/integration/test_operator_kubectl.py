@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.integration.conftest import REPO, Kubectl, wait_for
+from tests.conftest import KubectlCLI
+from tests.integration.conftest import REPO, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ def sample(kind: str) -> dict[str, Any]:
     return copy.deepcopy(next(doc for doc in load_samples() if doc["kind"] == kind))
 
 
-def status_of(kubectl: Kubectl, plural: str, name: str, namespace: str) -> dict[str, Any]:
+def status_of(kubectl: KubectlCLI, plural: str, name: str, namespace: str) -> dict[str, Any]:
     obj = kubectl.json("get", plural, name, "-n", namespace)
     return obj.get("status") or {}
 
@@ -40,7 +41,7 @@ def condition(status: dict[str, Any], type_: str) -> dict[str, Any] | None:
 
 
 @pytest.fixture()
-def applied_samples(operator_process: Any, kubectl_session: Kubectl, namespace: str) -> str:
+def applied_samples(operator_process: Any, kubectl_session: KubectlCLI, namespace: str) -> str:
     kubectl_session("apply", "-n", namespace, "-f", str(REPO / "manifests" / "samples"))
     return namespace
 
@@ -49,7 +50,7 @@ def test_every_kind_has_a_sample():
     assert {doc["kind"] for doc in load_samples()} >= set(KINDS)
 
 
-def test_crds_are_established_and_discoverable(crds_installed: None, kubectl_session: Kubectl):
+def test_crds_are_established_and_discoverable(crds_installed: None, kubectl_session: KubectlCLI):
     resources = kubectl_session("api-resources", "--api-group=kubeloop.dev", "-o", "wide").stdout
     for plural, short in [("featuresets", "fs"), ("trainingruns", "tr"), ("modelversions", "mv"),
                           ("driftmonitors", "dm")]:
@@ -58,7 +59,7 @@ def test_crds_are_established_and_discoverable(crds_installed: None, kubectl_ses
         assert "kubeloop" in line  # category
 
 
-def test_samples_are_reconciled_and_listed_by_category(applied_samples: str, kubectl_session: Kubectl):
+def test_samples_are_reconciled_and_listed_by_category(applied_samples: str, kubectl_session: KubectlCLI):
     ns = applied_samples
     for doc in load_samples():
         plural, name = KINDS[doc["kind"]], doc["metadata"]["name"]
@@ -77,7 +78,7 @@ def test_samples_are_reconciled_and_listed_by_category(applied_samples: str, kub
         assert plural.removesuffix("s") in listing.lower()
 
 
-def test_get_wide_shows_printer_columns_from_status(applied_samples: str, kubectl_session: Kubectl):
+def test_get_wide_shows_printer_columns_from_status(applied_samples: str, kubectl_session: KubectlCLI):
     ns = applied_samples
     tr = sample("TrainingRun")
     wait_for(lambda: status_of(kubectl_session, "tr", tr["metadata"]["name"], ns).get("phase"),
@@ -92,7 +93,7 @@ def test_get_wide_shows_printer_columns_from_status(applied_samples: str, kubect
     assert "Pending" in row.split()
 
 
-def test_explain_shows_field_descriptions(crds_installed: None, kubectl_session: Kubectl):
+def test_explain_shows_field_descriptions(crds_installed: None, kubectl_session: KubectlCLI):
     text = kubectl_session("explain", "trainingrun.spec").stdout
     assert "KIND:       TrainingRun" in text or "KIND:" in text
     assert "workers" in text
@@ -101,14 +102,16 @@ def test_explain_shows_field_descriptions(crds_installed: None, kubectl_session:
     assert "name" in nested
 
 
-def test_get_yaml_update_and_delete(applied_samples: str, kubectl_session: Kubectl):
+def test_get_yaml_update_and_delete(applied_samples: str, kubectl_session: KubectlCLI):
     ns = applied_samples
     tr = sample("TrainingRun")
     name = tr["metadata"]["name"]
     wait_for(lambda: status_of(kubectl_session, "tr", name, ns).get("observedGeneration"), what="first pass")
     obj = yaml.safe_load(kubectl_session("get", "tr", name, "-n", ns, "-o", "yaml").stdout)
     assert obj["metadata"]["uid"] and obj["metadata"]["generation"] == 1
-    assert "kubeloop.dev/finalizer" in obj["metadata"].get("finalizers", [])
+    # No finalizer: children are garbage-collected through ownerReferences, and a finalizer
+    # would cost a write per object (docs/performance.md).
+    assert not obj["metadata"].get("finalizers")
 
     kubectl_session("patch", "tr", name, "-n", ns, "--type=merge", "-p", '{"spec": {"seed": 1234}}')
     wait_for(lambda: status_of(kubectl_session, "tr", name, ns).get("observedGeneration") == 2,
@@ -120,7 +123,7 @@ def test_get_yaml_update_and_delete(applied_samples: str, kubectl_session: Kubec
 
 
 def test_schema_violation_is_refused_by_the_server_naming_the_field(
-        crds_installed: None, kubectl_session: Kubectl, namespace: str):
+        crds_installed: None, kubectl_session: KubectlCLI, namespace: str):
     tr = sample("TrainingRun")
     tr["metadata"] = {"name": "too-few-workers", "namespace": namespace}
     tr["spec"]["workers"] = 0
@@ -130,7 +133,7 @@ def test_schema_violation_is_refused_by_the_server_naming_the_field(
     assert kubectl_session("get", "tr", "too-few-workers", "-n", namespace, check=False).returncode != 0
 
 
-def test_unknown_field_is_refused_by_strict_validation(crds_installed: None, kubectl_session: Kubectl,
+def test_unknown_field_is_refused_by_strict_validation(crds_installed: None, kubectl_session: KubectlCLI,
                                                         namespace: str):
     fs = sample("FeatureSet")
     fs["metadata"] = {"name": "typo", "namespace": namespace}
@@ -141,7 +144,7 @@ def test_unknown_field_is_refused_by_strict_validation(crds_installed: None, kub
 
 
 def test_semantically_invalid_spec_gets_invalid_spec_condition_and_others_keep_working(
-        operator_process: Any, kubectl_session: Kubectl, namespace: str):
+        operator_process: Any, kubectl_session: KubectlCLI, namespace: str):
     bad = sample("FeatureSet")
     bad["metadata"] = {"name": "bad-schedule", "namespace": namespace}
     bad["spec"]["schedule"] = "every tuesday"
@@ -172,7 +175,7 @@ def test_semantically_invalid_spec_gets_invalid_spec_condition_and_others_keep_w
 
 
 def test_metrics_endpoint_counts_reconciles_and_phases(applied_samples: str, operator_process: dict[str, Any],
-                                                       kubectl_session: Kubectl):
+                                                       kubectl_session: KubectlCLI):
     name = sample("DriftMonitor")["metadata"]["name"]
     wait_for(lambda: status_of(kubectl_session, "dm", name, applied_samples).get("phase"), what="dm phase")
     text = wait_for(lambda: _scrape(operator_process["metrics_url"]), what="metrics")

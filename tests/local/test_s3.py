@@ -8,6 +8,7 @@ runs next to a developer's `kubeloop up`.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import socket
@@ -16,9 +17,10 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import kubernetes_validate
 import psutil
@@ -27,11 +29,20 @@ from minio import Minio
 from minio.error import S3Error
 
 from kubeloop.local import s3 as s3_module
-from kubeloop.local.s3 import LocalS3, S3NotInstalled, WeedPorts, weed_binary, weed_mini_argv
+from kubeloop.local.s3 import (
+    LocalS3,
+    S3Credentials,
+    S3NotInstalled,
+    WeedPorts,
+    load_or_create_credentials,
+    weed_binary,
+    weed_mini_argv,
+)
 from kubeloop.local.supervisor import StartupError
 
 HANG_GUARD = 30.0  # seconds: only stops a test that would hang; never a performance limit
 BUCKET = "kubeloop-test"
+T = TypeVar("T")
 # Direct HTTP to loopback, never through a proxy from the environment.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -53,7 +64,7 @@ def listening(pid: int) -> set[tuple[str, int]]:
             if c.status == psutil.CONN_LISTEN}
 
 
-def wait_for(predicate, what: str):  # type: ignore[no-untyped-def]
+def wait_for(predicate: Callable[[], T], what: str) -> T:
     """Poll until `predicate()` is truthy; the deadline only guards against a hang."""
     deadline = time.monotonic() + HANG_GUARD
     while time.monotonic() < deadline:
@@ -116,6 +127,7 @@ def test_put_get_stat_with_metadata(client: Minio) -> None:
     info = client.stat_object(BUCKET, "runs/r1/metrics.json")
     assert info.size == len(body)
     assert info.content_type == "application/json"
+    assert info.metadata is not None
     assert info.metadata["x-amz-meta-run"] == "r1"
     assert info.metadata["x-amz-meta-step"] == "42"
     response = client.get_object(BUCKET, "runs/r1/metrics.json")
@@ -130,7 +142,7 @@ def test_multipart_upload_of_20_mb(client: Minio) -> None:
     data = os.urandom(20 * 1024 * 1024)
     result = client.put_object(BUCKET, "artifacts/model.bin", io.BytesIO(data), len(data),
                                part_size=5 * 1024 * 1024)
-    assert result.etag.endswith("-4"), f"not a 4-part multipart upload: etag {result.etag}"
+    assert result.etag is not None and result.etag.endswith("-4"), f"not a 4-part multipart upload: etag {result.etag}"
     assert client.stat_object(BUCKET, "artifacts/model.bin").size == len(data)
     response = client.get_object(BUCKET, "artifacts/model.bin")
     try:
@@ -182,10 +194,10 @@ def test_wrong_credentials_are_refused(s3: LocalS3, client: Minio) -> None:
 # -- process, ports, credentials -------------------------------------------------------------
 
 def test_listens_on_loopback_only_on_its_chosen_ports(s3: LocalS3) -> None:
-    expected = {("127.0.0.1", port) for port in s3.ports.listening()}
+    expected = s3.ports.listening()
     # The admin server (last to start) may still be binding right after start-up.
-    sockets = wait_for(lambda: (found := listening(s3.pid)) == expected and found, "all ports to listen")
-    assert all(ip == "127.0.0.1" for ip, _ in sockets)
+    wait_for(lambda: {port for _, port in listening(s3.pid)} >= expected, "all ports to listen")
+    assert listening(s3.pid) == {("127.0.0.1", port) for port in expected}
     remote = {c.raddr.ip for c in psutil.Process(s3.pid).net_connections("inet") if c.raddr}
     assert remote <= {"127.0.0.1"}, f"connections outside loopback: {remote}"
 
@@ -196,6 +208,19 @@ def test_credentials_are_private_and_match_the_identities_file(s3: LocalS3) -> N
     assert s3.access_key in text and s3.secret_key in text
     assert re.fullmatch(r"[A-Z0-9]{20}", s3.access_key)
     assert len(s3.secret_key) == 40
+
+
+def test_existing_credentials_are_kept_and_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "s3.json"
+    path.write_text(json.dumps(S3Credentials("KLEXISTING0000000000", "s" * 40).identities_config()))
+    path.chmod(0o644)
+    assert load_or_create_credentials(path) == S3Credentials("KLEXISTING0000000000", "s" * 40)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    path.write_text("{not json")
+    fresh = load_or_create_credentials(path)
+    assert fresh.access_key != "KLEXISTING0000000000"
+    assert load_or_create_credentials(path) == fresh
+    assert [p.name for p in tmp_path.iterdir()] == ["s3.json"]  # no temporary file left
 
 
 def test_secret_manifest(s3: LocalS3) -> None:

@@ -10,15 +10,17 @@ not retry until the spec changes), status written only where it changed, and met
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from kubeloop.core import conditions
 from kubeloop.core.apimodel import ResourceDefinition, SpecError, parse_spec
+from kubeloop.core.kube import KubeClient, resource_type
 from kubeloop.core.metrics import OPERATOR_METRICS, OperatorMetrics
 
 INVALID_SPEC = "InvalidSpec"
@@ -75,6 +77,25 @@ def status_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
     return changes
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """The result of one reconcile pass: the new status, and the spec error if any."""
+
+    status: dict[str, Any]
+    spec_error: SpecError | None = None
+
+
+def evaluate(definition: ResourceDefinition, body: Mapping[str, Any], reconcile: Reconciler,
+             now: datetime) -> Outcome:
+    """Validate the spec and compute the new status; no I/O of its own."""
+    observed = observed_from(body, now)
+    try:
+        spec = parse_spec(definition, dict(body.get("spec") or {}))
+    except SpecError as error:
+        return Outcome(invalid_spec_status(observed.status, error, observed), error)
+    return Outcome(reconcile(spec, observed))
+
+
 def run_reconcile(
     definition: ResourceDefinition,
     body: Mapping[str, Any],
@@ -85,33 +106,24 @@ def run_reconcile(
     metrics: OperatorMetrics = OPERATOR_METRICS,
     now: datetime | None = None,
 ) -> None:
-    kind = definition.kind
+    """One reconcile pass inside a kopf handler: status goes out through kopf's patch."""
     started = time.perf_counter()
-    observed = observed_from(body, now or datetime.now(UTC))
     result = "error"
     try:
-        try:
-            spec = parse_spec(definition, dict(body.get("spec") or {}))
-        except SpecError as error:
+        outcome = evaluate(definition, body, reconcile, now or datetime.now(UTC))
+        for key, value in status_changes(body.get("status") or {}, outcome.status).items():
+            patch.status[key] = value
+        if outcome.spec_error is not None:
             result = "invalid"
-            new_status = invalid_spec_status(observed.status, error, observed)
-            _write_status(patch, observed.status, new_status)
-            kopf.warn(dict(body), reason=INVALID_SPEC, message=str(error))
-            raise kopf.PermanentError(f"invalid spec: {error}") from None
-        new_status = reconcile(spec, observed)
-        _write_status(patch, observed.status, new_status)
+            kopf.warn(dict(body), reason=INVALID_SPEC, message=str(outcome.spec_error))
+            raise kopf.PermanentError(f"invalid spec: {outcome.spec_error}")
         result = "ok"
     except kopf.TemporaryError:
         result = "retry"
         raise
     finally:
-        metrics.reconciles.labels(kind=kind, result=result).inc()
-        metrics.reconcile_duration.labels(kind=kind).observe(time.perf_counter() - started)
-
-
-def _write_status(patch: kopf.Patch, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    for key, value in status_changes(old, new).items():
-        patch.status[key] = value
+        metrics.reconciles.labels(kind=definition.kind, result=result).inc()
+        metrics.reconcile_duration.labels(kind=definition.kind).observe(time.perf_counter() - started)
 
 
 def accepted_status(previous: Mapping[str, Any], observed: Observed, *, waiting_for: str) -> dict[str, Any]:
@@ -130,18 +142,15 @@ def accepted_status(previous: Mapping[str, Any], observed: Observed, *, waiting_
             "observedGeneration": observed.generation, "conditions": conds}
 
 
-def register_reconciler(
-    registry: kopf.OperatorRegistry,
-    definition: ResourceDefinition,
-    reconcile: Reconciler,
-    *,
-    resync_seconds: float,
-) -> None:
-    """Register one level-triggered reconcile for `definition`'s kind with kopf.
+def register_reconciler(registry: kopf.OperatorRegistry, definition: ResourceDefinition,
+                        reconcile: Reconciler) -> None:
+    """Register the event-driven half of `definition`'s level-triggered reconcile with kopf.
 
-    Create, update, resume and a periodic timer all run the same function, so a missed
-    event or an operator restart converges on the next pass; running it twice changes
-    nothing. A kopf event handler (which also sees deletions) feeds the phase gauge.
+    Create, update (of the spec) and resume run the same function; running it twice changes
+    nothing. The periodic half is `resync` (one loop for all objects, see below), not a kopf
+    timer: kopf timers require a finalizer on every object, which costs a write and a watch
+    event per object and halved throughput (docs/performance.md). kubeloop needs no
+    finalizer: children are garbage-collected through their ownerReferences.
     """
     from kubeloop import GROUP, VERSION
 
@@ -150,7 +159,8 @@ def register_reconciler(
     def reconcile_handler(body: kopf.Body, patch: kopf.Patch, logger: Any, **_: Any) -> None:
         run_reconcile(definition, body, patch, logger, reconcile)
 
-    def track_phase(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
+    # async: runs on kopf's event loop, not in its thread pool (a thread hop per event).
+    async def track_phase(event: Mapping[str, Any], body: kopf.Body, **_: Any) -> None:
         meta = body.get("metadata", {})
         key = (definition.kind, meta.get("namespace", ""), meta.get("name", ""))
         if event.get("type") == "DELETED":
@@ -161,6 +171,60 @@ def register_reconciler(
     kopf.on.create(*resource, id="reconcile", registry=registry)(reconcile_handler)
     kopf.on.update(*resource, id="reconcile", registry=registry, field="spec")(reconcile_handler)
     kopf.on.resume(*resource, id="reconcile", registry=registry)(reconcile_handler)
-    kopf.timer(*resource, id="resync", registry=registry, interval=resync_seconds,
-               initial_delay=resync_seconds)(reconcile_handler)
     kopf.on.event(*resource, id="track-phase", registry=registry)(track_phase)
+
+
+@dataclass(frozen=True)
+class Reconcilable:
+    """A kind and its reconcile, as the resync loop needs them."""
+
+    definition: ResourceDefinition
+    reconcile: Reconciler
+
+
+def resync_object(client: KubeClient, item: Reconcilable, body: Mapping[str, Any], *,
+                  now: datetime, metrics: OperatorMetrics = OPERATOR_METRICS) -> bool:
+    """Reconcile one object outside kopf; write status only if it changed. True if written.
+
+    The status patch carries the object's resourceVersion, so a pass based on a stale read
+    is refused (409) and skipped: kopf's event-driven pass for the newer version wins.
+    """
+    started = time.perf_counter()
+    result = "ok"
+    try:
+        outcome = evaluate(item.definition, body, item.reconcile, now)
+        if outcome.spec_error is not None:
+            result = "invalid"
+        changes = status_changes(body.get("status") or {}, outcome.status)
+        if not changes:
+            return False
+        meta = body["metadata"]
+        path = resource_type(item.definition.api_version, item.definition.kind).path(
+            meta.get("namespace"), meta["name"], "status")
+        try:
+            client.request("PATCH", path, body={"metadata": {"resourceVersion": meta["resourceVersion"]},
+                                                "status": changes},
+                           content_type="application/merge-patch+json")
+        except ApiException as exc:
+            if exc.status in (404, 409):  # deleted or changed meanwhile: nothing to do now
+                result = "retry"
+                return False
+            result = "error"
+            raise
+        return True
+    finally:
+        metrics.reconciles.labels(kind=item.definition.kind, result=result).inc()
+        metrics.reconcile_duration.labels(kind=item.definition.kind).observe(time.perf_counter() - started)
+
+
+def resync_all(client: KubeClient, items: Sequence[Reconcilable], namespaces: Sequence[str] = (), *,
+               now: datetime | None = None) -> int:
+    """One periodic pass over every object of every kind; returns how many statuses changed."""
+    written = 0
+    for item in items:
+        scopes: Sequence[str | None] = list(namespaces) or [None]
+        for namespace in scopes:
+            objects = client.list(item.definition.api_version, item.definition.kind, namespace)
+            for body in objects:
+                written += resync_object(client, item, body, now=now or datetime.now(UTC))
+    return written

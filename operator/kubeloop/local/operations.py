@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from kubeloop.local import crds, errors, objectmeta
+from kubeloop.local import crds, defaults, errors, objectmeta
 from kubeloop.local.catalog import ResourceCatalog, ResourceDef
 from kubeloop.local.errors import APIError, Cause
 from kubeloop.local.patching import (
@@ -220,6 +220,7 @@ class ObjectAPI:
         obj = with_meta(obj, name=meta.get('name') or self._generate_name(res, meta),
                         uid=str(uuid.uuid4()), creationTimestamp=self.now(), generation=1)
         obj = self._prepare_kind_for_create(res, obj)
+        obj = self._default_built_in(res, obj, creating=True)
         obj, warnings = self._admit(res, obj, opts)
         name = metadata(obj)['name']
         if self.store.get(res.storage, metadata(obj).get('namespace'), name) is not None:
@@ -279,6 +280,8 @@ class ObjectAPI:
         new = with_meta(new, **{key: metadata(old).get(key) for key in _SERVER_OWNED_METADATA})
         self._check_finalizers_while_deleting(res, old, new)
         new = self._prepare_kind_for_update(res, old, new, subresource)
+        if subresource is None:
+            new = self._default_built_in(res, new, creating=False)
         new, warnings = self._admit(res, new, opts)
         if self._generation_content(res, new) != self._generation_content(res, old):
             new = with_meta(new, generation=int(metadata(old).get('generation') or 0) + 1)
@@ -640,7 +643,18 @@ class ObjectAPI:
         if causes:
             raise errors.invalid(res.group, res.kind, metadata(old)['name'], causes)
 
+    @staticmethod
+    def _default_built_in(res: ResourceDef, obj: dict[str, Any], *, creating: bool) -> dict[str, Any]:
+        """kube's defaulting of built-in kinds (Pod, Job, CronJob): see `defaults.py`."""
+        if res.custom is not None:
+            return obj
+        if creating:
+            return defaults.default_on_create(res.group, res.kind, obj)
+        return defaults.default_on_update(res.group, res.kind, obj)
+
     def _kind_causes(self, res: ResourceDef, obj: dict[str, Any]) -> list[Cause]:
+        if res.custom is None and res.storage != CRDS:
+            return defaults.validation_causes(res.group, res.kind, obj)
         if res.storage != CRDS:
             return []
         causes = crds.crd_problems(obj)

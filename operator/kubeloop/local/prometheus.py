@@ -31,9 +31,9 @@ from kubeloop.local.supervisor import ManagedProcess, StartupError, free_port
 
 HOST = "127.0.0.1"
 PROMETHEUS_MISSING = (
-    "Prometheus is not installed, so the local environment runs without it; install Debian's "
-    "`prometheus` package (apt-get install --no-install-recommends prometheus), as root "
-    ".ci/system-deps.sh does")
+    "Prometheus is not installed, so the local environment runs without it. To have it, install "
+    "Debian's `prometheus` package: run .ci/system-deps.sh as root (it runs "
+    "apt-get install --no-install-recommends prometheus)")
 _WELL_KNOWN_PATHS = ("/usr/bin/prometheus",)
 # A job name becomes a file name and a label value: keep it to characters safe for both.
 _JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,126}$")

@@ -47,7 +47,7 @@ GRPC_PORT_OFFSET = 10000  # weed's own convention; see `WeedPorts.choose` for wh
 # Log lines with which weed reports that a port it was told to use is taken.
 _PORT_TAKEN_MARKERS = ("is not available", "address already in use")
 _PORT_ATTEMPTS = 3  # ports are chosen free, then bound by weed: another process may win the race
-_STOP_GRACE_SECONDS = 10.0  # weed needs ~1.3 s with the flags below; more only if it is stuck
+_STOP_GRACE_SECONDS = 10.0  # weed needs ~1-1.3 s with the flags below; more only if it is stuck
 _ACCESS_KEY_ALPHABET = string.ascii_uppercase + string.digits
 _SECRET_KEY_ALPHABET = string.ascii_letters + string.digits  # no '/' or '+': safe in env and URLs
 _SOCKET_PATH_LIMIT = 100  # sun_path holds 108 bytes on Linux; keep a margin
@@ -128,7 +128,8 @@ def load_or_create_credentials(path: Path) -> S3Credentials:
 def _write_private(path: Path, text: str) -> None:
     """Write `text` to `path` readable by the owner only, atomically (never a half-written key)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 0600
+    # mkstemp creates the file with mode 0600, and the rename keeps it (replacing a looser file).
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(text)
@@ -137,7 +138,6 @@ def _write_private(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
-    os.chmod(path, 0o600)
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ class LocalS3:
                  startup_timeout: float = 60.0) -> None:
         self.directory = Path(directory)
         self.region = region
-        self.startup_timeout = startup_timeout  # only against a hang: normal start-up is ~1 s
+        self.startup_timeout = startup_timeout  # only against a hang: normal start-up is ~0.7 s
         self._requested_port = port
         self._ports: WeedPorts | None = None
         self._credentials: S3Credentials | None = None

@@ -34,9 +34,13 @@ class StartupError(RuntimeError):
     """A process did not become ready; the message includes the end of its log."""
 
 
+# Readiness checks go to 127.0.0.1: never through an HTTP(S)_PROXY set in the environment.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def http_ok(url: str, timeout: float = 1.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback only
+        with _DIRECT.open(url, timeout=timeout) as response:
             return 200 <= response.status < 300
     except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
         return False

@@ -14,5 +14,5 @@ def reconcile(spec: Any, observed: Observed) -> dict[str, Any]:
     return accepted_status(observed.status, observed, waiting_for="waiting for the evaluation gates")
 
 
-def register(registry: kopf.OperatorRegistry, *, resync_seconds: float) -> None:
-    register_reconciler(registry, RESOURCE, reconcile, resync_seconds=resync_seconds)
+def register(registry: kopf.OperatorRegistry) -> None:
+    register_reconciler(registry, RESOURCE, reconcile)
