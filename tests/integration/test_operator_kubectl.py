@@ -188,3 +188,15 @@ def _scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
         return response.read().decode()
 
+
+
+def test_gate_naming_no_metric_gets_invalid_spec(operator_process: Any, kubectl_session: KubectlCLI,
+                                                 namespace: str):
+    mv = sample("ModelVersion")
+    mv["metadata"] = {"name": "no-metric", "namespace": namespace}
+    mv["spec"]["gates"] = [{"min": 0.9}]
+    kubectl_session.apply(mv)
+    ready = wait_for(lambda: condition(status_of(kubectl_session, "mv", "no-metric", namespace), "Ready"),
+                     what="Ready condition")
+    assert ready["reason"] == "InvalidSpec"
+    assert "spec.gates[0]" in ready["message"]
