@@ -98,7 +98,7 @@ def evaluate(definition: ResourceDefinition, body: Mapping[str, Any], reconcile:
 
 def run_reconcile(
     definition: ResourceDefinition,
-    body: Mapping[str, Any],
+    body: kopf.Body,
     patch: kopf.Patch,
     logger: Any,
     reconcile: Reconciler,
@@ -115,7 +115,7 @@ def run_reconcile(
             patch.status[key] = value
         if outcome.spec_error is not None:
             result = "invalid"
-            kopf.warn(dict(body), reason=INVALID_SPEC, message=str(outcome.spec_error))
+            kopf.warn(body, reason=INVALID_SPEC, message=str(outcome.spec_error))
             raise kopf.PermanentError(f"invalid spec: {outcome.spec_error}")
         result = "ok"
     except kopf.TemporaryError:
