@@ -61,6 +61,12 @@ def _down(args: argparse.Namespace) -> int:
     return environment.down(Path(args.state_dir) if args.state_dir else environment.DEFAULT_STATE_DIR)
 
 
+def _local_node(args: argparse.Namespace, rest: Sequence[str]) -> int:
+    from kubeloop.local.node import main as node_main
+
+    return node_main.main(list(rest))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubeloop",
@@ -103,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         "apiserver", add_help=False,
         help="the local Kubernetes API server (see `kubeloop local apiserver --help`)",
     ).set_defaults(raw_handler=_local_apiserver)
+    local_commands.add_parser(
+        "node", add_help=False,
+        help="the local node: kubelet, Job/CronJob/KServe controllers (see `kubeloop local node --help`)",
+    ).set_defaults(raw_handler=_local_node)
     return parser
 
 

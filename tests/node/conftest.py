@@ -145,3 +145,73 @@ def namespace(node: RunningNode, api: KubeAPI) -> Iterator[str]:
     api.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
     api.delete(f"/api/v1/namespaces/{name}")
+
+
+# Manifests and checks shared by the node's tests.
+
+IMAGE = "ghcr.io/kubeloop/jobs:test"  # one of kubeloop's own images: runs as a local process
+
+
+def container(command: list[str], name: str = "main", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "image": IMAGE, "command": command, **extra}
+
+
+def pod_manifest(name: str, *containers: dict[str, Any], **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+            "spec": {"restartPolicy": "Never", "containers": list(containers), **spec}}
+
+
+def job_manifest(name: str, *containers: dict[str, Any], pod_spec: dict[str, Any] | None = None,
+                 **spec: Any) -> dict[str, Any]:
+    template = {"spec": {"restartPolicy": "Never", "containers": list(containers), **(pod_spec or {})}}
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"template": template, **spec}}
+
+
+def jobs_path(namespace: str, name: str = "") -> str:
+    return f"/apis/batch/v1/namespaces/{namespace}/jobs" + (f"/{name}" if name else "")
+
+
+def pods_path(namespace: str, name: str = "") -> str:
+    return f"/api/v1/namespaces/{namespace}/pods" + (f"/{name}" if name else "")
+
+
+def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any] | None:
+    """The condition of type `kind` in `obj.status.conditions`, if any."""
+    return next((c for c in ((obj or {}).get("status") or {}).get("conditions") or [] if c["type"] == kind), None)
+
+
+def finished_job(api: KubeAPI, namespace: str, name: str) -> dict[str, Any]:
+    """Wait until the Job is Complete or Failed; return it."""
+    def finished() -> dict[str, Any] | None:
+        job = api.get(jobs_path(namespace, name))
+        done = any((condition(job, kind) or {}).get("status") == "True" for kind in ("Complete", "Failed"))
+        return job if done else None
+
+    return wait_for(finished, what=f"job {namespace}/{name} to finish")
+
+
+def job_pods(api: KubeAPI, namespace: str, name: str) -> list[dict[str, Any]]:
+    return api.items(pods_path(namespace), f"batch.kubernetes.io/job-name={name}")
+
+
+def pod_in_phase(api: KubeAPI, namespace: str, name: str, *phases: str) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        pod = api.get(pods_path(namespace, name))
+        return pod if pod and (pod.get("status") or {}).get("phase") in phases else None
+
+    return wait_for(reached, what=f"pod {namespace}/{name} to be {' or '.join(phases)}")
+
+
+def processes_with_env(name: str, value: str) -> list[Any]:
+    """Processes of this user whose environment has NAME=value (how a pod's processes are found)."""
+    import psutil
+
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get(name) == value:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found

@@ -57,6 +57,7 @@ _KNOWN: tuple[ResourceType, ...] = (
     ResourceType("v1", "Pod", "pods"),
     ResourceType("v1", "Event", "events"),
     ResourceType("v1", "Namespace", "namespaces", namespaced=False),
+    ResourceType("v1", "Node", "nodes", namespaced=False),
     ResourceType("batch/v1", "Job", "jobs"),
     ResourceType("batch/v1", "CronJob", "cronjobs"),
     ResourceType("serving.kserve.io/v1beta1", "InferenceService", "inferenceservices"),

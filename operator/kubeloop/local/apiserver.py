@@ -19,7 +19,8 @@ field-manager conflicts of server-side apply (applies merge; a field dropped fro
 configuration stays), CEL rules, conversion and admission webhooks (CRDs using them: 422),
 authentication and RBAC (any token; access reviews say "allowed" and why), graceful pod
 termination (pods are deleted at once), the pod subresources (log, exec...) except through
-`register_subresource_handler` (405), validation of built-in kinds beyond metadata, and
+`register_subresource_handler` (405) -- a served server (`serving`, `RunningAPIServer`, the CLI)
+registers `pods/log`, proxied to the pod's node as kube-apiserver does (see podlogs.py) --, validation of built-in kinds beyond metadata, and
 the storage of events.k8s.io/v1 and v1 Events being shared (they are two separate lists).
 """
 
@@ -48,7 +49,7 @@ import kmock
 from kmock._internal import k8s_dicts
 from kmock._internal.rendering import StreamingError
 
-from kubeloop.local import discovery, errors, openapi
+from kubeloop.local import discovery, errors, openapi, podlogs
 from kubeloop.local.catalog import ResourceCatalog, ResourceDef
 from kubeloop.local.controllers import Controllers
 from kubeloop.local.errors import APIError
@@ -138,6 +139,7 @@ class LocalAPIServer(kmock.KubernetesEmulator):
     bookmark_interval: float = 5.0  # seconds between BOOKMARK events of idle watches that allow them
     watch_timeout: float = DEFAULT_WATCH_TIMEOUT_SECONDS
     clock: Callable[[], datetime.datetime] = _utcnow
+    proxy_pod_logs: bool = False  # serve pods/log from the pods' nodes (the served servers turn it on)
 
     _store: ObjectStore = attrs.field(init=False)
     _catalog: ResourceCatalog = attrs.field(init=False)
@@ -163,6 +165,8 @@ class LocalAPIServer(kmock.KubernetesEmulator):
         assert namespaces is not None
         for name in INITIAL_NAMESPACES:
             self._api.create(namespaces, None, {'metadata': {'name': name}}, WriteOptions())
+        if self.proxy_pod_logs:
+            self.register_subresource_handler('v1/pods', 'log', podlogs.pod_log_handler(self._node))
 
     # Public surface beyond kmock's.
 
@@ -192,6 +196,10 @@ class LocalAPIServer(kmock.KubernetesEmulator):
                 meta = metadata(obj)
                 snapshot._objects[key, meta.get('namespace'), meta['name']] = k8s_dicts.Object(obj)
         return snapshot
+
+    def _node(self, name: str) -> dict[str, Any] | None:
+        nodes = self._catalog.preferred('', 'nodes')
+        return self._store.get(nodes.storage, None, name) if nodes is not None else None
 
     def register_subresource_handler(self, resource: str, subresource: str, handler: SubresourceHandler) -> None:
         """Serve GET/POST/... on `<resource>/<name>/<subresource>` (e.g. 'pods', 'log') with `handler`.
@@ -716,6 +724,7 @@ class serving:  # noqa: N801 - used as `async with serving(...)`, like a functio
 
     def __init__(self, port: int = 0, **server_options: Any) -> None:
         self._port = port
+        server_options.setdefault('proxy_pod_logs', True)  # a served cluster has nodes to ask
         self._server = LocalAPIServer(**server_options)
         self._runner: aiohttp.web.ServerRunner | None = None
 

@@ -1,9 +1,12 @@
 """`kubeloop up` / `kubeloop down`: the embedded control plane as one local environment.
 
-Starts, on loopback only, the local API server and the operator as separate processes,
-installs kubeloop's CRDs, writes a kubeconfig, and runs until interrupted. The state
-directory records what runs (pids, ports) so that `kubeloop down` can stop an environment
-started elsewhere and a second `up` refuses to start twice.
+Starts, on loopback only and each as its own process: the local API server, an S3 store
+(SeaweedFS), the local node (kubelet + Job/CronJob/KServe controllers) and the operator;
+installs kubeloop's CRDs and KServe's InferenceService CRD, stores the S3 credentials as a
+Secret, writes a kubeconfig, and runs until interrupted. Prometheus is started too when its
+binary is installed. The state directory records what runs (pids, ports) so that
+`kubeloop down` can stop an environment started elsewhere and a second `up` refuses to start
+twice.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,10 +25,15 @@ from typing import Any
 
 import yaml
 
+from kubeloop.local.prometheus import PROMETHEUS_MISSING, LocalPrometheus, prometheus_binary
+from kubeloop.local.s3 import LocalS3
 from kubeloop.local.supervisor import ManagedProcess, StartupError, free_port, python_module
 
 DEFAULT_STATE_DIR = Path(os.environ.get("KUBELOOP_HOME", Path.home() / ".kubeloop")) / "local"
 REPO_SAMPLES = Path(__file__).resolve().parents[3] / "manifests" / "samples"
+BUCKET = "kubeloop"
+S3_SECRET = "kubeloop-s3"
+NODE_NAME = "kubeloop-local"
 
 Progress = Callable[[str], None]
 
@@ -41,7 +50,10 @@ class EnvironmentError_(RuntimeError):  # noqa: N801 - avoid shadowing the built
 class LocalEnvironment:
     state_dir: Path = DEFAULT_STATE_DIR
     progress: Progress = _print_progress
+    with_prometheus: bool = True
     processes: list[ManagedProcess] = field(default_factory=list)
+    s3: LocalS3 | None = None
+    prometheus: LocalPrometheus | None = None
     api_port: int = 0
     metrics_port: int = 0
     health_port: int = 0
@@ -63,9 +75,15 @@ class LocalEnvironment:
         self.api_port, self.metrics_port, self.health_port = free_port(), free_port(), free_port()
         started = time.monotonic()
         try:
+            # S3 starts while the API server does: the two are independent and each takes ~0.5 s.
+            s3_thread = _Background(self._start_s3)
             self._start_apiserver()
             self._install_crds()
+            s3_thread.join()
+            self._store_s3_secret("default")
+            self._start_node()
             self._start_operator()
+            self._start_prometheus()
             self._write_run_file()
             if with_samples:
                 self._apply_samples()
@@ -86,14 +104,68 @@ class LocalEnvironment:
         process.wait_ready(f"http://127.0.0.1:{self.api_port}/version", timeout=30)
         self.progress(f"  ✓ API server       http://127.0.0.1:{self.api_port}  ({time.monotonic() - t0:.1f}s)")
 
+    def _start_s3(self) -> None:
+        t0 = time.monotonic()
+        self.s3 = LocalS3(self.state_dir / "s3").start()
+        self.s3.ensure_bucket(BUCKET)
+        self.progress(f"  ✓ S3 (SeaweedFS)   {self.s3.endpoint}  bucket {BUCKET}  ({time.monotonic() - t0:.1f}s)")
+
+    def _store_s3_secret(self, namespace: str) -> None:
+        from kubeloop.core.kube import KubeClient
+
+        assert self.s3 is not None
+        client = KubeClient.connect(str(self.kubeconfig), field_manager="kubeloop-up")
+        try:
+            client.apply(self.s3.secret_manifest(S3_SECRET, namespace))
+        finally:
+            client.close()
+
+    def _start_node(self) -> None:
+        from kubeloop.core.kube import KubeClient
+
+        t0 = time.monotonic()
+        process = ManagedProcess(
+            "node",
+            python_module("kubeloop", "local", "node", "--kubeconfig", str(self.kubeconfig),
+                          "--state-dir", str(self.state_dir / "node"), "--node-name", NODE_NAME),
+            log_path=self.state_dir / "logs" / "node.log",
+            env=self._workload_env()).start()
+        self.processes.append(process)
+        client = KubeClient.connect(str(self.kubeconfig))
+        try:
+            wait_node_ready(client, NODE_NAME, process)
+        finally:
+            client.close()
+        self.progress(f"  ✓ local node       {NODE_NAME}: runs Jobs, CronJobs, InferenceServices"
+                      f"  ({time.monotonic() - t0:.1f}s)")
+
+    def _workload_env(self) -> dict[str, str]:
+        """Where kubeloop's processes find the object store (the operator, and pods via the node)."""
+        assert self.s3 is not None
+        return {"KUBELOOP_S3_ENDPOINT": self.s3.endpoint, "KUBELOOP_S3_BUCKET": BUCKET,
+                "KUBELOOP_S3_SECRET": S3_SECRET, "KUBELOOP_S3_REGION": self.s3.region}
+
+    def _start_prometheus(self) -> None:
+        if not self.with_prometheus:
+            return
+        if prometheus_binary() is None:
+            self.progress(f"  - Prometheus       skipped: {PROMETHEUS_MISSING}")
+            return
+        t0 = time.monotonic()
+        self.prometheus = LocalPrometheus(
+            self.state_dir / "prometheus",
+            targets={"kubeloop-operator": [f"127.0.0.1:{self.metrics_port}"]}).start()
+        self.progress(f"  ✓ Prometheus       {self.prometheus.url}  ({time.monotonic() - t0:.1f}s)")
+
     def _install_crds(self) -> None:
         from kubeloop.core.kube import KubeClient
         from kubeloop.crdgen import custom_resource_definition, resources
+        from kubeloop.local.node.inferenceservices import inferenceservice_crd
 
         t0 = time.monotonic()
         client = KubeClient.connect(str(self.kubeconfig), field_manager="kubeloop-up")
         try:
-            crds = [custom_resource_definition(resource) for resource in resources()]
+            crds = [custom_resource_definition(resource) for resource in resources()] + [inferenceservice_crd()]
             for crd in crds:
                 client.apply(crd)
             for crd in crds:
@@ -110,7 +182,7 @@ class LocalEnvironment:
             python_module("kubeloop", "operator", "--kubeconfig", str(self.kubeconfig),
                           "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                           "--health-address", "127.0.0.1", "--health-port", str(self.health_port)),
-            log_path=self.state_dir / "logs" / "operator.log").start()
+            log_path=self.state_dir / "logs" / "operator.log", env=self._workload_env()).start()
         self.processes.append(process)
         process.wait_ready(f"http://127.0.0.1:{self.health_port}/healthz", timeout=60)
         self.progress(f"  ✓ operator         metrics http://127.0.0.1:{self.metrics_port}/metrics"
@@ -136,10 +208,17 @@ class LocalEnvironment:
         self.progress(f"  ✓ samples applied  {', '.join(names)}")
 
     def _write_run_file(self) -> None:
+        pids = {p.name: p.pid for p in self.processes}
+        if self.s3 is not None:
+            pids["s3"] = self.s3.pid
+        if self.prometheus is not None:
+            pids["prometheus"] = self.prometheus.pid
         self.run_file.write_text(json.dumps({
-            "pids": {p.name: p.pid for p in self.processes},
+            "pids": pids,
             "apiserver": f"http://127.0.0.1:{self.api_port}",
             "metrics": f"http://127.0.0.1:{self.metrics_port}/metrics",
+            "s3": self.s3.endpoint if self.s3 else None,
+            "prometheus": self.prometheus.url if self.prometheus else None,
             "kubeconfig": str(self.kubeconfig),
             "supervisor": os.getpid(),
         }, indent=2))
@@ -149,6 +228,7 @@ class LocalEnvironment:
             "Use it from another shell:",
             f"  export KUBECONFIG={self.kubeconfig}",
             "  kubectl get kubeloop -A            # every kubeloop resource",
+            "  kubectl get pods,jobs,cronjobs,isvc -A   # what the operator runs on the local node",
             "  kubectl get tr -o wide             # TrainingRuns with their columns",
             "  kubectl explain trainingrun.spec   # the API, documented",
             f"Logs: {self.state_dir / 'logs'}",
@@ -175,11 +255,50 @@ class LocalEnvironment:
         return 0
 
     def stop(self) -> None:
+        # The operator first (it would react to the others going away), the API server last.
         for process in reversed(self.processes):
-            process.stop()
+            process.stop(grace=30 if process.name == "node" else 10)
         self.processes.clear()
+        for service in (self.prometheus, self.s3):
+            if service is not None:
+                service.stop()
+        self.prometheus = self.s3 = None
         with contextlib.suppress(FileNotFoundError):
             self.run_file.unlink()
+
+
+class _Background(threading.Thread):
+    """Run `target` in a thread; `join()` re-raises its exception in the caller."""
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        super().__init__(daemon=True)
+        self._target_fn = target
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except BaseException as exc:  # handed to the joining thread
+            self._error = exc
+
+    def join(self, timeout: float | None = None) -> None:
+        super().join(timeout)
+        if self._error is not None:
+            raise self._error
+
+
+def wait_node_ready(client: Any, name: str, process: ManagedProcess, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not process.alive():
+            raise StartupError(f"the local node exited; last log lines:\n{process.log_tail()}")
+        node = client.get("v1", "Node", None, name)
+        conditions = ((node or {}).get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            return
+        time.sleep(0.05)
+    raise StartupError(f"the local node did not become Ready within {timeout:.0f}s; see {process.log_path}")
 
 
 def wait_established(client: Any, name: str, timeout: float = 30.0) -> None:

@@ -131,6 +131,23 @@ def node_time_of(clock: Clock, wall: datetime) -> datetime:
     return clock.now() - (wall_now - wall) * clock.speed
 
 
+def creation_in_node_time(clock: Clock, created_wall: datetime | None, first_seen: datetime) -> datetime:
+    """When an object was created, in node time.
+
+    creationTimestamp has second precision: the creation happened within the second after it,
+    which a fast clock stretches to `speed` node seconds (a whole cron minute at speed 60).
+    Reading the start of that window would let a schedule from before the object existed
+    fire at once; so the moment this controller first saw the object (a few milliseconds
+    after its creation) is used, kept inside the window (for objects older than the
+    controller, that is the window's end).
+    """
+    if created_wall is None:
+        return first_seen
+    earliest = node_time_of(clock, created_wall)
+    latest = node_time_of(clock, created_wall + timedelta(seconds=1))
+    return min(max(first_seen, earliest), latest)
+
+
 def scheduled_timestamp(moment: datetime, zone: tzinfo) -> str:
     """The value of the scheduled-timestamp annotation: RFC 3339 in the CronJob's time zone."""
     local = moment.astimezone(zone).replace(microsecond=0)
@@ -700,6 +717,7 @@ class CronJobController:
         self._written_cronjobs: dict[ObjectKey, dict[str, Any]] = {}
         self._created_jobs: dict[ObjectKey, dict[str, Any]] = {}
         self._failures: dict[ObjectKey, int] = {}
+        self._first_seen: dict[str, datetime] = {}  # by uid, node time (see creation_in_node_time)
 
     async def run(self) -> None:
         """Watch CronJobs and Jobs and sync each CronJob when it changes or a schedule is due."""
@@ -713,7 +731,9 @@ class CronJobController:
     async def _watch_cronjobs(self) -> None:
         async for kind, obj in self.cronjobs.events():
             key = object_key(obj)
+            self._first_seen.setdefault(str(obj["metadata"].get("uid")), self.clock.now())
             if kind == "DELETED":
+                self._first_seen.pop(str(obj["metadata"].get("uid")), None)
                 self.queue.forget(key)
                 self._written_cronjobs.pop(key, None)
                 self._failures.pop(key, None)
@@ -831,8 +851,9 @@ class CronJobController:
             events.append(CronEvent(WARNING, problem.reason, problem.message))
             return None
         events.extend(warnings)
-        created = node_time_of(self.clock, parse_time(cronjob["metadata"].get("creationTimestamp"))
-                               or datetime.fromtimestamp(time.time(), UTC))
+        first_seen = self._first_seen.setdefault(str(cronjob["metadata"].get("uid")), self.clock.now())
+        created = creation_in_node_time(self.clock, parse_time(cronjob["metadata"].get("creationTimestamp")),
+                                        first_seen)
         last_schedule_time = parse_time(status.get("lastScheduleTime"))
         now = self.clock.now()
         active = list(status.get("active") or [])

@@ -8,7 +8,7 @@ containers (`spec.predictor.containers`):
 
 - a **revision** is made whenever the predictor's pod template changes (everything in
   `spec.predictor` except `canaryTrafficPercent`, which only moves traffic, exactly as on a
-  cluster). It runs as one Pod, `<revision>-deployment`, owned by the InferenceService and
+  cluster). It runs as one Pod, `<revision>-deployment-<random>`, owned by the InferenceService and
   labelled like Knative's (`serving.kserve.io/inferenceservice`, `component: predictor`,
   `serving.knative.dev/{service,configuration,configurationGeneration,revision}`). The
   kubelet runs it as a local process. Knative's container contract holds: the container gets
@@ -37,10 +37,15 @@ containers (`spec.predictor.containers`):
   makes `PredictorReady`/`Ready` False with reason `RevisionFailed` and a message naming the
   revision and the Pod's reason (`ExitCode1`, `ImageNotRunnableLocally`...), as Knative
   words it; the traffic stays on the previous revision.
+- a revision's Pod that is deleted, or terminated by its node stopping, is replaced (what its
+  ReplicaSet would do; with a back-off from the second replacement on, and never for a Pod
+  whose image cannot run locally). After a restart of the node the router takes its old port
+  again when it is free, so `status.url` stays the same.
 - revisions that no longer receive traffic have their Pod deleted (Knative scales them to
   zero); the controller remembers their template, so a rollback to one brings its Pod back.
   Deleting the InferenceService stops its router; its Pods go by ownerReference garbage
-  collection.
+  collection. A spec changed to something not emulated (below) is reported, and what was
+  serving keeps serving (on a cluster, KServe's webhook would have refused the change).
 
 Deliberately not emulated, each reported as `Ready=False` with a reason naming it (never a
 silent success): `spec.predictor.model` and the framework shorthands (`sklearn`, `pytorch`...:
@@ -168,8 +173,9 @@ def revision_number(name: str | None) -> int:
     return int(match.group(1)) if match else 0
 
 
-def pod_name(revision: str) -> str:
-    return f"{revision}-deployment"
+def pod_name_prefix(revision: str) -> str:
+    """Revision Pods are named like Knative's, `<revision>-deployment-<random>`: a replacement gets a new name."""
+    return f"{revision}-deployment-"
 
 
 def unsupported_spec(isvc: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -277,7 +283,7 @@ def desired_revision_pod(isvc: Mapping[str, Any], *, revision: str, number: int,
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
-            "name": pod_name(revision), "namespace": meta.get("namespace"), "labels": labels,
+            "generateName": pod_name_prefix(revision), "namespace": meta.get("namespace"), "labels": labels,
             "annotations": annotations,
             "ownerReferences": [{"apiVersion": API_VERSION, "kind": KIND, "name": name, "uid": meta.get("uid"),
                                  "controller": True, "blockOwnerDeletion": True}],
@@ -293,6 +299,41 @@ def pod_port(pod: Mapping[str, Any]) -> int | None:
         return None
     ports = containers[serving_container_index(containers)].get("ports") or []
     return int(ports[0]["containerPort"]) if ports and ports[0].get("containerPort") else None
+
+
+TERMINAL_PHASES = ("Failed", "Succeeded")
+# Pod failures a new Pod cannot fix (the spec must change): never replaced, the revision fails.
+PERMANENT_POD_FAILURES = frozenset({"ImageNotRunnableLocally"})
+MAX_REPLACEMENT_BACKOFF = timedelta(minutes=5)
+
+
+def _phase(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("status") or {}).get("phase") or "Pending")
+
+
+def _deleting(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def current_pod(pods: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The Pod that stands for a revision: the newest live one, preferring one not terminated."""
+    live = [p for p in pods if not _deleting(p)]
+    pool = [p for p in live if _phase(p) not in TERMINAL_PHASES] or live
+    if not pool:
+        return None
+    return max(pool, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"].get("name") or ""))
+
+
+def replaceable(pod: Mapping[str, Any]) -> bool:
+    """A terminated revision Pod that a ReplicaSet would replace (its node stopped, it was evicted...)."""
+    return _phase(pod) in TERMINAL_PHASES and (pod.get("status") or {}).get("reason") not in PERMANENT_POD_FAILURES
+
+
+def replacement_backoff(replacements: int) -> timedelta:
+    """Delay before the next replacement: none for the first, then 1 s doubling up to 5 minutes (node time)."""
+    if replacements <= 0:
+        return timedelta(0)
+    return min(timedelta(seconds=2 ** (replacements - 1)), MAX_REPLACEMENT_BACKOFF)
 
 
 @dataclass(frozen=True)
@@ -712,6 +753,8 @@ class RevisionRecord:
     template_hash: str
     pod: dict[str, Any]  # the manifest to create when the revision needs a Pod
     created: datetime | None = None  # node time the revision was made (progress deadline)
+    replacements: int = 0  # Pods replaced since the revision was last ready
+    retry_at: datetime | None = None  # no replacement before this node time (back-off)
 
 
 @dataclass
@@ -735,9 +778,10 @@ def _record_from_pod(pod: Mapping[str, Any]) -> RevisionRecord | None:
     if not name:
         return None
     manifest = {"apiVersion": "v1", "kind": "Pod",
-                "metadata": {k: copy.deepcopy(meta[k]) for k in ("name", "namespace", "labels", "annotations",
-                                                                  "ownerReferences") if k in meta},
-                "spec": copy.deepcopy(pod.get("spec") or {})}
+                "metadata": {"generateName": pod_name_prefix(name),
+                             **{k: copy.deepcopy(meta[k]) for k in ("namespace", "labels", "annotations",
+                                                                    "ownerReferences") if k in meta}},
+                "spec": {k: copy.deepcopy(v) for k, v in (pod.get("spec") or {}).items() if k != "nodeName"}}
     created = parse_time(meta.get("creationTimestamp"))
     return RevisionRecord(name, revision_number(name), (meta.get("annotations") or {}).get(ANNOTATION_TEMPLATE_HASH, ""),
                           manifest, created)
@@ -755,6 +799,7 @@ class InferenceServiceController:
         self.queue = DelayingQueue(self.clock)
         self.serving: dict[ObjectKey, ServingState] = {}
         self._created_pods: dict[ObjectKey, dict[str, Any]] = {}
+        self._deleted_pods: set[ObjectKey] = set()
         self._written: dict[ObjectKey, dict[str, Any]] = {}
         self._failures: dict[ObjectKey, int] = {}
 
@@ -794,9 +839,11 @@ class InferenceServiceController:
             self.queue.add(key)
 
     async def _watch_pods(self) -> None:
-        async for _kind, pod in self.pods.events():
+        async for kind, pod in self.pods.events():
             key = object_key(pod)
             self._created_pods.pop(key, None)  # the cache has it (or knows it is gone) from now on
+            if kind == "DELETED":
+                self._deleted_pods.discard(key)
             owner = (pod.get("metadata") or {}).get("labels", {}).get(LABEL_ISVC)
             if owner:
                 self.queue.add((key[0], owner))
@@ -832,18 +879,19 @@ class InferenceServiceController:
         self._written.pop(key, None)
         return cached
 
-    def _pods_of(self, namespace: str, uid: str) -> dict[str, dict[str, Any]]:
-        """The revision Pods of one InferenceService, by revision name."""
+    def _pods_of(self, namespace: str, uid: str) -> dict[str, list[dict[str, Any]]]:
+        """The revision Pods of one InferenceService, by revision name (as this controller last knew them)."""
         pods = {key: pod for key, pod in self.pods.cache.items() if key[0] == namespace}
         for key, pod in self._created_pods.items():
             if key[0] == namespace:
                 pods.setdefault(key, pod)
-        result = {}
-        for pod in pods.values():
-            if _owned_by(pod, uid):
-                revision = (pod["metadata"].get("labels") or {}).get(LABEL_KN_REVISION)
-                if revision:
-                    result[revision] = pod
+        result: dict[str, list[dict[str, Any]]] = {}
+        for key, pod in pods.items():
+            if key in self._deleted_pods or not _owned_by(pod, uid):
+                continue
+            revision = (pod["metadata"].get("labels") or {}).get(LABEL_KN_REVISION)
+            if revision:
+                result.setdefault(revision, []).append(pod)
         return result
 
     async def _stop(self, key: ObjectKey) -> None:
@@ -853,7 +901,7 @@ class InferenceServiceController:
             log.info("stopped the router of InferenceService %s/%s", *key)
 
     async def _state_for(self, key: ObjectKey, isvc: Mapping[str, Any],
-                         pods: Mapping[str, Mapping[str, Any]]) -> ServingState:
+                         pods: Mapping[str, Sequence[Mapping[str, Any]]]) -> ServingState:
         uid = str(isvc["metadata"].get("uid"))
         state = self.serving.get(key)
         if state is not None and state.uid == uid:
@@ -864,8 +912,9 @@ class InferenceServiceController:
         match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/?", previous_url)
         await router.start(int(match.group(1)) if match else None)
         state = ServingState(uid=uid, router=router)
-        for pod in pods.values():  # revisions that outlived a restart of the node
-            record = _record_from_pod(pod)
+        for revision_pods in pods.values():  # revisions that outlived a restart of the node
+            pod = current_pod(revision_pods)
+            record = _record_from_pod(pod) if pod is not None else None
             if record is not None:
                 record.created = node_time_of(self.clock, record.created) if record.created else None
                 state.revisions[record.name] = record
@@ -910,30 +959,50 @@ class InferenceServiceController:
                 state.latest_created = revision
                 log.info("InferenceService %s/%s: revision %s", namespace, name, revision)
             assert state.latest_created is not None
-            await self._ensure_pod(state.revisions[state.latest_created], pods)
+            requeues: list[timedelta] = []
+            previous_component = ((isvc.get("status") or {}).get("components") or {}).get(PREDICTOR) or {}
+            # One Pod for each revision that is, or may be, routed or is the latest (a ReplicaSet's
+            # job); revisions beyond those only keep the Pod they have until it is deleted below.
+            candidates = {state.latest_created, *routed_revisions(previous_component.get("traffic") or []),
+                          *(previous_component.get(k) for k in ("latestReadyRevision", "latestRolledoutRevision",
+                                                                 "previousRolledoutRevision"))}
+            current: dict[str, Mapping[str, Any]] = {}
+            for revision in {*pods, state.latest_created}:
+                record = state.revisions.get(revision)
+                if record is not None and revision in candidates:
+                    pod = await self._replica(record, pods.get(revision, []), now, requeues)
+                else:
+                    pod = current_pod(pods.get(revision, []))
+                if pod is not None:
+                    current[revision] = pod
 
             deadline = progress_deadline_of(isvc)
-            health = {record.name: revision_health(pods.get(record.name), now=now, created=record.created,
+            health = {record.name: revision_health(current.get(record.name), now=now, created=record.created,
                                                    progress_deadline=deadline)
                       for record in state.revisions.values()}
-            previous_component = ((isvc.get("status") or {}).get("components") or {}).get(PREDICTOR) or {}
+            for revision, known in health.items():
+                if known.ready:
+                    state.revisions[revision].replacements = 0
+                    state.revisions[revision].retry_at = None
             routing = settle_routing(canary_percent(isvc), previous_component, health,
                                      latest_created=state.latest_created, service=service_name(name),
                                      url=state.router.url)
             routed = routed_revisions(routing.service.traffic)
-            for revision in routed - {state.latest_created}:
+            for revision in routed - set(current):  # a rollback to a revision scaled to zero
                 record = state.revisions.get(revision)
                 if record is not None:
-                    await self._ensure_pod(record, pods)
+                    await self._replica(record, [], now, requeues)
             state.router.update(backends(routing.service.traffic, health))
-            for revision, pod in pods.items():
+            for revision, revision_pods in pods.items():
                 if revision not in routed and revision != state.latest_created:
-                    await self._delete_pod(pod)
+                    for pod in revision_pods:  # no traffic: Knative scales the revision to zero
+                        await self._delete_pod(pod)
             latest_health = health.get(state.latest_created)
-            latest_pod = pods.get(state.latest_created)
+            latest_pod = dict(current[state.latest_created]) if state.latest_created in current else None
             latest_record = state.revisions[state.latest_created]
             if latest_health is not None and latest_health.state == "Deploying" and latest_record.created:
-                requeue = latest_record.created + deadline - now + timedelta(milliseconds=100)
+                requeues.append(latest_record.created + deadline - now + timedelta(milliseconds=100))
+            requeue = min(requeues) if requeues else None
 
         status = inference_service_status(isvc, routing=routing, invalid=invalid, latest=latest_health,
                                           latest_pod=latest_pod, url=state.router.url, now=now)
@@ -945,28 +1014,43 @@ class InferenceServiceController:
                 self._written[key] = written
         return requeue
 
-    async def _ensure_pod(self, record: RevisionRecord, pods: dict[str, dict[str, Any]]) -> None:
-        if record.name in pods:
-            return
+    async def _replica(self, record: RevisionRecord, pods: Sequence[Mapping[str, Any]], now: datetime,
+                       requeues: list[timedelta]) -> Mapping[str, Any] | None:
+        """Keep exactly one Pod for the revision, as its ReplicaSet would; returns that Pod.
+
+        A terminated Pod (its node stopped, it was evicted) is replaced by a new one, with a
+        back-off between replacements; one failed for a reason a new Pod cannot fix is kept,
+        so that the revision reports it.
+        """
+        pod = current_pod(pods)
+        if pod is not None and replaceable(pod):
+            if record.retry_at is not None and now < record.retry_at:
+                requeues.append(record.retry_at - now)
+            else:
+                record.replacements += 1
+                record.retry_at = now + replacement_backoff(record.replacements)
+                log.info("revision %s: replacing terminated pod %s", record.name, pod["metadata"]["name"])
+                pod = None
+        for other in pods:
+            if other is not pod and not _deleting(other):
+                await self._delete_pod(other)
+        if pod is None:
+            pod = await self._create_pod(record)
+        return pod
+
+    async def _create_pod(self, record: RevisionRecord) -> dict[str, Any]:
         namespace = record.pod["metadata"]["namespace"]
-        try:
-            created = await self.client.create(resource_path("v1", "pods", namespace), record.pod)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-            existing = await self.client.get(resource_path("v1", "pods", namespace, record.pod["metadata"]["name"]))
-            if existing is None:
-                raise
-            created = existing
+        created = await self.client.create(resource_path("v1", "pods", namespace), record.pod)
         self._created_pods[object_key(created)] = created
-        pods[record.name] = created
+        return created
 
     async def _delete_pod(self, pod: Mapping[str, Any]) -> None:
-        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        if _deleting(pod):
             return
         namespace, name = object_key(pod)
         await self.client.delete(resource_path("v1", "pods", namespace, name))
         self._created_pods.pop((namespace, name), None)
+        self._deleted_pods.add((namespace, name))
 
 
 def _without_times(status: Mapping[str, Any]) -> dict[str, Any]:

@@ -96,7 +96,7 @@ async def _http_get(action: Mapping[str, Any], container: Mapping[str, Any], tim
     no_verify = ssl.create_default_context()
     no_verify.check_hostname, no_verify.verify_mode = False, ssl.CERT_NONE
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False) as session, \
-            session.get(url, headers=headers, ssl=no_verify if scheme == 'https' else None,
+            session.get(url, headers=headers, ssl=no_verify if scheme == 'https' else True,
                         allow_redirects=False) as response:
         if 200 <= response.status < 400:
             return ProbeResult(True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -66,7 +66,7 @@ def choose_backend(backends: Sequence[Backend], draw: float, tag: str | None = N
     return weighted[-1]
 
 
-def forwarded_headers(headers: CIMultiDict[str] | dict[str, str], client_ip: str | None) -> CIMultiDict[str]:
+def forwarded_headers(headers: Mapping[str, str], client_ip: str | None) -> CIMultiDict[str]:
     """The request headers sent upstream: hop-by-hop ones removed, X-Forwarded-* added."""
     source: CIMultiDict[str] = CIMultiDict(headers)
     dropped = set(HOP_BY_HOP) | {name.strip().lower() for value in source.getall("Connection", [])
@@ -81,7 +81,7 @@ def forwarded_headers(headers: CIMultiDict[str] | dict[str, str], client_ip: str
     return result
 
 
-def response_headers(headers: CIMultiDict[str] | dict[str, str]) -> CIMultiDict[str]:
+def response_headers(headers: Mapping[str, str]) -> CIMultiDict[str]:
     """The upstream response headers sent back to the client (hop-by-hop ones removed)."""
     source: CIMultiDict[str] = CIMultiDict(headers)
     dropped = set(HOP_BY_HOP) | {name.strip().lower() for value in source.getall("Connection", [])
@@ -131,7 +131,9 @@ class TrafficRouter:
         await runner.setup()
         for port in ([preferred_port] if preferred_port else []) + [0]:
             try:
-                site = web.TCPSite(runner, HOST, port, reuse_address=False)
+                # SO_REUSEADDR: rebinding a port whose old connections linger in TIME_WAIT works; a
+                # port another socket listens on still fails, and the router takes a fresh one.
+                site = web.TCPSite(runner, HOST, port, reuse_address=True)
                 await site.start()
             except OSError:
                 continue

@@ -94,9 +94,12 @@ class ContainerProcess:
             os.killpg(self.process.pid, signum)
 
     async def _drain(self) -> None:
-        if self.copiers:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.gather(*self.copiers), timeout=5)
+        """Let the output copiers reach EOF (waiting callers may be cancelled; the copiers are not)."""
+        pending = [task for task in self.copiers if not task.done()]
+        if pending:
+            _, stuck = await asyncio.wait(pending, timeout=5)
+            for task in stuck:  # a process that left the group still holds the pipe: stop copying it
+                task.cancel()
         if not self.log_file.closed:
             self.log_file.close()
 
@@ -109,7 +112,7 @@ async def start_container_process(argv: Sequence[str], env: Mapping[str, str], c
     try:
         process = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env={**env, STATE_DIR_ENV: str(state_dir)}, cwd=str(cwd),
+            stderr=asyncio.subprocess.PIPE, env={**env, STATE_DIR_ENV: str(state_dir.resolve())}, cwd=str(cwd),
             start_new_session=True, preexec_fn=_die_with_the_node, limit=2**20)
     except BaseException:
         log_file.close()
@@ -123,7 +126,7 @@ async def start_container_process(argv: Sequence[str], env: Mapping[str, str], c
 
 def kill_leftovers(state_dir: Path) -> int:
     """SIGKILL processes left by an earlier run of a node with this state directory; how many."""
-    marker = f'{STATE_DIR_ENV}={state_dir}'.encode()
+    marker = f'{STATE_DIR_ENV}={state_dir.resolve()}'.encode()
     proc = Path('/proc')
     if not proc.is_dir():
         return 0

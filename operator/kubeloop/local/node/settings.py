@@ -48,3 +48,9 @@ class NodeSettings:
     # First delay before a failed Job pod is replaced (doubles each time, capped at 6 min as in
     # the real Job controller, whose base is 10 s; shorter here so local runs stay quick).
     pod_failure_backoff_seconds: float = 1.0
+    # First delay before the kubelet restarts a crashed container a second time (doubling, capped
+    # at 5 min, as the kubelet's CrashLoopBackOff whose base is 10 s; shorter here likewise).
+    container_restart_backoff_seconds: float = 1.0
+    # When the node stops, each pod gets at most this long between SIGTERM and SIGKILL (the
+    # kubelet's shutdownGracePeriod), so that stopping the node stays quick and complete.
+    shutdown_grace_period_seconds: float = 5.0

@@ -1,0 +1,1147 @@
+"""The one transform code path of a FeatureSet: fitted at materialization, applied by the batch
+materializer and by the model server with the same kernels, so training-serving skew cannot
+happen by construction.
+
+A feature is a source column passed through `Feature.transforms`, then cast to `Feature.dtype`.
+`fit_pipeline` fits every step on chunks of data (bounded memory: mergeable summaries from
+`sketch.py`) and returns `FittedFeatures`, whose JSON the version stores and the server loads.
+`apply_batch` transforms an Arrow table; `apply_online` transforms one request row by building
+a one-row Arrow table from it and calling `apply_batch`: there is no second implementation.
+
+Semantics, identical in both forms because they are one form:
+
+Kinds. A source column is read as one of five kinds, fixed at fit time from the first chunk's
+Arrow type (or `schema=`): integer (any int/uint, as int64), float (float16/32/64, decimal, as
+float64), boolean, string (string/large_string/string_view/dictionary), timestamp (timestamp of
+any unit and zone, date32/date64; naive timestamps are taken as UTC). Every later table or
+request is coerced to that kind: integers are accepted for float columns; floats for integer
+columns only when integral; anything else (a string for a number, a bool for a number, a number
+for a string) raises `TransformInputError`, which the model server turns into an HTTP 400.
+
+Missing values. Null is missing, and so is NaN: float NaN becomes null when a column is read.
+Nulls pass through every step as null except `fillNull`, which replaces them (vocabulary, hash
+and oneHot included: a null category stays null rather than taking an OOV slot, so a model
+never silently sees "missing" as a category; put fillNull first to give it one). No step ever
+outputs NaN: a NaN produced by arithmetic becomes null.
+
+Domains. Values outside a step's domain become null (log1p of x <= -1, an epoch or timestamp
+outside years 1-9999, a cast to an integer dtype that overflows or is not finite). Infinities
+are values: clip maps them to the bounds, bucketize to the first/last bucket, log1p(+inf) is
++inf, standardize/minMax keep them infinite; fitting ignores them (means, ranges and quantiles
+are of finite values). Values that cannot be interpreted at all raise (a malformed timestamp
+string). minMax extrapolates outside the fitted range (as scikit-learn's MinMaxScaler; add a
+clip for [0, 1]); unseen categories go to the OOV buckets.
+
+Steps (`Transform.type`):
+- identity: any kind, unchanged.
+- log1p: number -> float, ln(1 + x).
+- clip: number -> float, bounded by min and/or max.
+- standardize: number -> float, (x - mean) / std with the population std (ddof 0) of the finite
+  fitted values; std 0 or no data -> 1, no data -> mean 0.
+- minMax: number -> float, (x - min) / (max - min); max == min -> (x - min); no data -> x.
+- bucketize: number -> integer, the number of boundaries <= x (TF's Bucketize, tft.apply_buckets):
+  bucket 0 is x < b[0], bucket i is b[i-1] <= x < b[i], len(b) is x >= b[-1]. With numBuckets
+  the boundaries are fitted equal-mass edges (`QuantileSketch.equal_mass_edges`: the values at
+  ranks i/numBuckets of the data; ties merge edges, so heavily tied data gets fewer buckets).
+- vocabulary: integer/string/boolean -> integer index (most frequent first, ties by value;
+  minFrequency, then maxSize) or a oneHot vector (fixed_size_list<float32>, must be the last step).
+  Unseen values: index len(vocabulary) + stable_hash(value) % oovBuckets (oovBuckets default 1).
+- hash: integer/string/boolean -> integer in [0, numBuckets): stable_hash(value) % numBuckets.
+- fillNull: constant (value for numbers and booleans (0/1), stringValue for strings), mean, median
+  (the sketch's lower median: an actual value, so integer columns stay integer), mostFrequent
+  (ties -> smallest value, as scikit-learn). Mean on integers, or a non-integral constant,
+  gives float. Nothing to fit on (all null) -> 0, 0.0, false or "".
+- datetime: timestamp, ISO 8601 string, or epoch seconds (integer or float) -> integer part in
+  UTC: year, month (1-12), day (1-31), hour, minute, dayOfWeek (Monday = 0 ... Sunday = 6, as
+  Python and pandas), dayOfYear (1-366). ISO strings are what Arrow parses: YYYY-MM-DD, optionally
+  followed by T or a space and HH:MM[:SS[.fraction]], optionally Z or +HH[:MM]; without a zone they
+  are UTC; digits beyond microseconds are truncated. Epoch floats are floored to microseconds.
+
+Casts (`Feature.dtype`; omitted: integer -> int64, float -> float64, boolean -> bool, string ->
+string, timestamp -> timestamp[us, UTC], oneHot -> fixed_size_list<float32>): floats to integers
+truncate toward zero, out of range or non-finite -> null; numbers to bool are x != 0; to string
+use Arrow's shortest round-trip formatting; a oneHot vector's element type is cast.
+
+Stable hash (`HASH_ALGORITHM`): over the UTF-8 bytes of the value (integers as their decimal
+form, so 42 and "42" agree; booleans as "true"/"false"):
+    h = 0xCBF29CE484222325                                 (the FNV-1 64-bit offset basis)
+    for each byte b: h = h * 0x100000001B3 + (b + 1)        (the FNV-1 64-bit prime; mod 2**64)
+    h ^= len(bytes) * 0x9E3779B97F4A7C15; h = fmix64(h)     (MurmurHash3's 64-bit finalizer)
+and bucket = h % n. Never Python's salted `hash()`; any language can reproduce it, and it is
+computed here for a whole column at once (powers of the multiplier, prefix sums mod 2**64).
+
+Fitting runs one pass over the chunks per fitted step in the longest chain of fitted steps
+(fillNull(mean) then standardize needs two, because standardize fits on filled values), so
+`chunks` must be re-iterable when a feature has more than one fitted step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal, get_args
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kubeloop.featureset.api import Feature, FeatureDtype, Transform
+from kubeloop.featureset.sketch import (
+    DEFAULT_CATEGORY_CAPACITY,
+    DEFAULT_SKETCH_K,
+    Moments,
+    QuantileSketch,
+    ValueCounter,
+)
+
+FITTED_SCHEMA_VERSION = 1
+"""Version of `FittedFeatures.to_json()`; readers refuse a newer one."""
+
+HASH_ALGORITHM = "kubeloop-poly64-fmix64-v1"
+"""Name of the stable hash, stored with fitted parameters so a reader can refuse another."""
+
+Kind = Literal["integer", "float", "boolean", "string", "timestamp", "vector"]
+"""What a column holds between steps. The first five are source kinds (as `ColumnType`);
+vector is a oneHot output."""
+
+SOURCE_KINDS: tuple[Kind, ...] = ("integer", "float", "boolean", "string", "timestamp")
+
+_KIND_TYPES: dict[str, pa.DataType] = {
+    "integer": pa.int64(),
+    "float": pa.float64(),
+    "boolean": pa.bool_(),
+    "string": pa.large_string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+_NUMERIC = frozenset({"integer", "float"})
+_CATEGORICAL = frozenset({"integer", "string", "boolean"})
+
+# Years 1 to 9999 in microseconds since the epoch: what Python's datetime can hold.
+_MIN_US = -62_135_596_800 * 1_000_000
+_MAX_US = 253_402_300_800 * 1_000_000
+
+_HASH_SEED = np.uint64(0xCBF29CE484222325)
+_HASH_MULTIPLIER = np.uint64(0x100000001B3)
+_HASH_LENGTH_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+class TransformInputError(ValueError):
+    """Input a feature cannot be computed from: a missing column, a value of the wrong type, a
+    malformed timestamp, or a transform that does not take the column's kind. The message names
+    the feature, the column and the problem; the model server answers it with HTTP 400."""
+
+    def __init__(self, feature: str | None, column: str, problem: str) -> None:
+        self.feature = feature
+        self.column = column
+        self.problem = problem
+        where = f'feature "{feature}", column "{column}"' if feature else f'column "{column}"'
+        super().__init__(f"{where}: {problem}")
+
+
+class _Problem(Exception):
+    """A kernel's complaint; the pipeline adds the feature and column names."""
+
+
+# -- array helpers ------------------------------------------------------------------------------
+
+
+def _validity(array: pa.Array) -> np.ndarray:
+    if array.null_count == 0:
+        return np.ones(len(array), dtype=bool)
+    return array.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _numbers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Values as float64 (nulls as 0) and the validity mask of an integer/float/bool array."""
+    valid = _validity(array)
+    if array.null_count:
+        array = pc.fill_null(array, pa.scalar(False if pa.types.is_boolean(array.type) else 0, array.type))
+    return array.to_numpy(zero_copy_only=False).astype(np.float64, copy=False), valid
+
+
+def _integers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    valid = _validity(array)
+    if array.null_count:
+        array = pc.fill_null(array, pa.scalar(0, array.type))
+    return array.to_numpy(zero_copy_only=False).astype(np.int64, copy=False), valid
+
+
+def _float_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """A float64 array; NaN (from arithmetic) is null, as everywhere in a pipeline."""
+    valid = valid & ~np.isnan(values)
+    return pa.array(values, type=pa.float64(), mask=None if valid.all() else ~valid)
+
+
+def _int_array(values: np.ndarray, valid: np.ndarray, type_: pa.DataType = pa.int64()) -> pa.Array:
+    return pa.array(values, type=type_, mask=None if valid.all() else ~valid)
+
+
+def _finite(array: pa.Array) -> np.ndarray:
+    values, valid = _numbers(array)
+    return values[valid & np.isfinite(values)]
+
+
+def _sample(array: pa.Array) -> str:
+    """The first non-null value, for error messages."""
+    present = array.drop_null()
+    if len(present) == 0:
+        return ""
+    text = repr(present[0].as_py())
+    return f" ({text[:60]}{'...' if len(text) > 60 else ''})"
+
+
+def _describe(type_: pa.DataType) -> str:
+    if pa.types.is_boolean(type_):
+        return "boolean"
+    if pa.types.is_integer(type_):
+        return "integer"
+    if pa.types.is_floating(type_) or pa.types.is_decimal(type_):
+        return "float"
+    if _is_string(type_):
+        return "string"
+    if pa.types.is_timestamp(type_) or pa.types.is_date(type_):
+        return "timestamp"
+    return str(type_)
+
+
+def _is_string(type_: pa.DataType) -> bool:
+    return pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_string_view(type_)
+
+
+def source_kind(type_: pa.DataType) -> Kind | None:
+    """The kind a source column of this Arrow type is read as; None for the null type (unknown).
+    Raises TypeError for types a feature cannot come from (lists, structs, binary)."""
+    if pa.types.is_dictionary(type_):
+        type_ = type_.value_type
+    if pa.types.is_null(type_):
+        return None
+    if pa.types.is_boolean(type_):
+        return "boolean"
+    if pa.types.is_integer(type_):
+        return "integer"
+    if pa.types.is_floating(type_) or pa.types.is_decimal(type_):
+        return "float"
+    if _is_string(type_):
+        return "string"
+    if pa.types.is_timestamp(type_) or pa.types.is_date(type_):
+        return "timestamp"
+    raise TypeError(f"a feature cannot be computed from a column of type {type_}")
+
+
+# -- coercion: the only door into a pipeline, for tables and requests alike -------------------------
+
+
+def _coerce(array: pa.Array, kind: Kind) -> pa.Array:
+    """Reads a column as `kind`, or raises `_Problem` saying why it cannot."""
+    if pa.types.is_dictionary(array.type):
+        array = array.dictionary_decode()
+    type_ = array.type
+    if pa.types.is_null(type_):
+        return pa.nulls(len(array), _KIND_TYPES[kind])
+    if kind == "timestamp":
+        return _to_timestamp(array)
+    got = _describe(type_)
+    if kind == "integer":
+        if pa.types.is_integer(type_):
+            if pa.types.is_uint64(type_) and pc.max(array).as_py() is not None and pc.max(array).as_py() >= 2**63:
+                raise _Problem(f"{pc.max(array).as_py()} is outside the int64 range")
+            return pc.cast(array, pa.int64())
+        if pa.types.is_floating(type_):
+            values, valid = _numbers(array)
+            valid &= ~np.isnan(values)
+            with np.errstate(invalid="ignore"):
+                bad = valid & ~((values == np.trunc(values)) & (values >= -(2.0**63)) & (values < 2.0**63))
+            if bad.any():
+                raise _Problem(f"expected an integer, got {float(values[bad][0])!r}")
+            return _int_array(np.where(valid, values, 0).astype(np.int64), valid)
+    elif kind == "float":
+        if pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_):
+            array = pc.cast(array, pa.float64(), safe=False)
+            if array.null_count != len(array) and pc.any(pc.is_nan(array)).as_py():
+                values, valid = _numbers(array)
+                return _float_array(values, valid)
+            return array
+    elif kind == "boolean":
+        if pa.types.is_boolean(type_):
+            return array
+    elif kind == "string":
+        if _is_string(type_):
+            return pc.cast(array, pa.large_string())
+    raise _Problem(f"expected {_NOUNS[kind]}, got {got}{_sample(array)}")
+
+
+def read_column(array: pa.Array | pa.ChunkedArray, kind: Kind, column: str = "") -> pa.Array:
+    """A column read as `kind` by the rules every pipeline starts with (see the module
+    docstring): int64, float64 without NaN, bool, large_string or timestamp[us, UTC]. The
+    profile and the drift check read data through it, so they see what the transforms see.
+    Raises `TransformInputError` naming `column` when the column cannot be read as `kind`."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    try:
+        return _coerce(array, kind)
+    except _Problem as problem:
+        raise TransformInputError(None, column, str(problem)) from None
+
+
+_NOUNS = {
+    "integer": "an integer",
+    "float": "a number",
+    "boolean": "a boolean",
+    "string": "a string",
+    "timestamp": "a timestamp, an ISO 8601 string or epoch seconds",
+}
+
+
+def _microseconds(values: np.ndarray, valid: np.ndarray, per_unit: int, divide: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Integer time values to microseconds (floor), null outside years 1-9999."""
+    if divide:
+        micros = np.floor_divide(values, per_unit)
+    else:
+        # Range-check before multiplying so that nothing overflows int64.
+        inside = (values >= _MIN_US // per_unit) & (values <= _MAX_US // per_unit)
+        valid = valid & inside
+        micros = np.where(inside, values, 0) * per_unit
+    valid = valid & (micros >= _MIN_US) & (micros < _MAX_US)
+    return np.where(valid, micros, 0), valid
+
+
+_UNIT_MICROS = {"s": (1_000_000, False), "ms": (1_000, False), "us": (1, False), "ns": (1_000, True)}
+_ZONED = r"[T ]\d{2}:\d{2}(:\d{2}(\.\d*)?)?(Z|[+-]\d{2}(:?\d{2})?)$"
+
+
+def _to_timestamp(array: pa.Array) -> pa.Array:
+    """timestamp[us, UTC] from a timestamp/date column, ISO 8601 strings or epoch seconds."""
+    type_ = array.type
+    if pa.types.is_timestamp(type_) or pa.types.is_date(type_):
+        if pa.types.is_timestamp(type_):
+            per_unit, divide = _UNIT_MICROS[type_.unit]
+        elif pa.types.is_date32(type_):
+            per_unit, divide = 86_400_000_000, False
+        else:
+            per_unit, divide = 1_000, False
+        raw, valid = _integers(pc.cast(pc.cast(array, pa.int32()) if pa.types.is_date32(type_) else array, pa.int64()))
+        micros, valid = _microseconds(raw, valid, per_unit, divide)
+    elif _is_string(type_):
+        micros, valid = _iso_microseconds(pc.cast(array, pa.large_string()))
+    elif pa.types.is_integer(type_):
+        if pa.types.is_uint64(type_):
+            # Beyond int64 is far outside years 1-9999 anyway: null, like any out-of-range epoch.
+            array = pc.if_else(pc.less(array, pa.scalar(2**63, pa.uint64())), array, pa.scalar(None, pa.uint64()))
+        raw, valid = _integers(pc.cast(array, pa.int64()))
+        micros, valid = _microseconds(raw, valid, 1_000_000, False)
+    elif pa.types.is_floating(type_) or pa.types.is_decimal(type_):
+        seconds, valid = _numbers(pc.cast(array, pa.float64(), safe=False))
+        with np.errstate(invalid="ignore", over="ignore"):
+            scaled = np.floor(seconds * 1e6)
+            valid = valid & np.isfinite(scaled) & (scaled >= _MIN_US) & (scaled < _MAX_US)
+        micros = np.where(valid, scaled, 0).astype(np.int64)
+    else:
+        raise _Problem(f"expected {_NOUNS['timestamp']}, got {_describe(type_)}{_sample(array)}")
+    return pa.array(micros, type=pa.int64(), mask=None if valid.all() else ~valid).cast(_KIND_TYPES["timestamp"])
+
+
+def _iso_microseconds(strings: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    # Arrow parses an offset only into a zoned type and no offset only into a naive one, so the
+    # two are parsed apart and recombined; digits beyond microseconds are cut (a floor).
+    strings = pc.replace_substring_regex(strings, r"(\.\d{6})\d+", r"\1")
+    zoned = pc.match_substring_regex(strings, _ZONED)
+    none = pa.scalar(None, pa.large_string())
+    try:
+        with_zone = pc.cast(pc.if_else(zoned, strings, none), pa.timestamp("us", tz="UTC"))
+        without = pc.cast(pc.if_else(zoned, none, strings), pa.timestamp("us"))
+    except pa.ArrowInvalid as error:
+        detail = str(error).split(":", 1)[-1].split(" as a scalar")[0].strip()
+        raise _Problem(f"not an ISO 8601 timestamp: {detail}") from None
+    raw = pc.coalesce(pc.cast(with_zone, pa.int64()), pc.cast(without, pa.int64()))
+    values, valid = _integers(raw)
+    return _microseconds(values, valid, 1, False)
+
+
+def _online_array(value: Any, kind: Kind) -> pa.Array:
+    """A one-element Arrow array holding a request value with the Arrow type its Python type
+    maps to; `_coerce` then applies exactly the rules a table column gets."""
+    if value is None:
+        return pa.nulls(1, _KIND_TYPES[kind])
+    if isinstance(value, bool | np.bool_):
+        return pa.array([bool(value)], type=pa.bool_())
+    if isinstance(value, int | np.integer):
+        number = int(value)
+        if -(2**63) <= number < 2**63:
+            return pa.array([number], type=pa.int64())
+        if kind in ("float", "timestamp"):
+            try:
+                return pa.array([float(number)], type=pa.float64())
+            except OverflowError:
+                pass
+        raise _Problem(f"{number} is outside the int64 range")
+    if isinstance(value, float | np.floating):
+        return pa.array([float(value)], type=pa.float64())
+    if isinstance(value, str):
+        return pa.array([value], type=pa.large_string())
+    if isinstance(value, datetime):
+        return pa.array([value], type=pa.timestamp("us", tz="UTC" if value.tzinfo else None))
+    if isinstance(value, date):
+        return pa.array([value], type=pa.date32())
+    if isinstance(value, np.datetime64):
+        return pa.array(np.array([value]))
+    raise _Problem(f"expected {_NOUNS[kind]}, got {type(value).__name__}")
+
+
+# -- the stable hash ----------------------------------------------------------------------------
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xFF51AFD7ED558CCD)
+    h = h ^ (h >> np.uint64(33))
+    h = h * np.uint64(0xC4CEB9FE1A85EC53)
+    return h ^ (h >> np.uint64(33))
+
+
+def _canonical_strings(array: pa.Array) -> pa.Array:
+    """The text a value is hashed as (nulls as empty strings; callers mask them)."""
+    if not pa.types.is_large_string(array.type):
+        array = pc.cast(array, pa.large_string())
+    return pc.fill_null(array, "") if array.null_count else array
+
+
+def stable_hash64(array: pa.Array) -> np.ndarray:
+    """`HASH_ALGORITHM` of each value of an integer, string or boolean array, as uint64.
+
+    Horner's rule h = h * P + (b + 1) from the seed S over the L bytes of a value equals
+    S * P**L + the sum of (b_j + 1) * P**(L - 1 - j), so every byte's term is computed at once from a table of powers
+    of P and the per-value sums come from a prefix sum; all arithmetic wraps mod 2**64 exactly
+    as the byte-at-a-time definition does.
+    """
+    strings = _canonical_strings(array)
+    n = len(strings)
+    if n == 0:
+        return np.empty(0, dtype=np.uint64)
+    buffers = strings.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int64, count=n + 1, offset=strings.offset * 8)
+    lengths = np.diff(offsets)
+    first, last = int(offsets[0]), int(offsets[-1])
+    # powers[i] = P**i mod 2**64 (uint64 products wrap, which is the mod).
+    longest = int(lengths.max())
+    powers = np.ones(longest + 1, dtype=np.uint64)
+    powers[1:] = np.cumprod(np.full(longest, _HASH_MULTIPLIER, dtype=np.uint64))
+    poly = _HASH_SEED * powers[lengths]
+    if last > first:
+        data = np.frombuffer(buffers[2], dtype=np.uint8)[first:last].astype(np.uint64) + np.uint64(1)
+        exponents = np.repeat(offsets[1:] - 1, lengths) - np.arange(first, last)
+        prefix = np.zeros(last - first + 1, dtype=np.uint64)
+        np.cumsum(data * powers[exponents], dtype=np.uint64, out=prefix[1:])
+        poly += prefix[offsets[1:] - first] - prefix[offsets[:-1] - first]
+    return _fmix64(poly ^ (lengths.astype(np.uint64) * _HASH_LENGTH_MIX))
+
+
+def _hash_buckets(array: pa.Array, buckets: int) -> np.ndarray:
+    return (stable_hash64(array) % np.uint64(buckets)).astype(np.int64)
+
+
+# -- steps --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FittedStep:
+    """One step ready to apply: the spec, the kinds around it and its (JSON) parameters."""
+
+    transform: Transform
+    input_kind: Kind
+    output_kind: Kind
+    params: dict[str, Any]
+
+    def apply(self, array: pa.Array) -> pa.Array:
+        """Applies the step to a column of `input_kind` (the batch kernel, used by both forms)."""
+        return _KERNELS[self.transform.type](array, self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "transform": self.transform.to_dict(),
+            "inputKind": self.input_kind,
+            "outputKind": self.output_kind,
+            "params": self.params,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FittedStep:
+        return cls(
+            transform=Transform.model_validate(data["transform"]),
+            input_kind=_kind(data["inputKind"]),
+            output_kind=_kind(data["outputKind"]),
+            params=dict(data["params"]),
+        )
+
+
+def _kind(value: Any) -> Kind:
+    if value not in get_args(Kind):
+        raise ValueError(f"unknown kind {value!r}")
+    return value
+
+
+def _output_kind(transform: Transform, kind: Kind) -> Kind:
+    """The kind a step produces from `kind`, or `_Problem` when it does not take `kind`."""
+    type_ = transform.type
+    if kind == "vector":
+        raise _Problem(f"{type_} cannot follow a oneHot vocabulary (oneHot must be the last step)")
+    if type_ == "identity":
+        return kind
+    if type_ in ("log1p", "clip", "standardize", "minMax", "bucketize"):
+        if kind not in _NUMERIC:
+            raise _Problem(f"{type_} needs numbers, but its input is {kind}")
+        return "integer" if type_ == "bucketize" else "float"
+    if type_ in ("vocabulary", "hash"):
+        if kind not in _CATEGORICAL:
+            hint = " (bucketize it first)" if kind == "float" else ""
+            raise _Problem(f"{type_} needs integer, string or boolean input, but its input is {kind}{hint}")
+        return "vector" if type_ == "vocabulary" and transform.output == "oneHot" else "integer"
+    if type_ == "datetime":
+        if kind == "boolean":
+            raise _Problem("datetime needs timestamps, ISO 8601 strings or epoch seconds, but its input is boolean")
+        return "integer"
+    if type_ == "fillNull":
+        return _fill_kind(transform, kind)
+    raise _Problem(f"unknown transform {type_}")
+
+
+def _fill_kind(transform: Transform, kind: Kind) -> Kind:
+    strategy = transform.strategy
+    if kind == "timestamp":
+        raise _Problem("fillNull does not take timestamps; extract a part with datetime first")
+    if strategy in ("mean", "median") and kind not in _NUMERIC:
+        raise _Problem(f"fillNull {strategy} needs numbers, but its input is {kind}")
+    if strategy == "mean":
+        return "float"
+    if strategy == "constant":
+        if kind == "string":
+            if transform.string_value is None:
+                raise _Problem("fillNull of strings needs stringValue, not value")
+            return kind
+        if transform.value is None:
+            raise _Problem(f"fillNull of {kind} needs value, not stringValue")
+        if kind == "boolean":
+            if transform.value not in (0, 1):
+                raise _Problem(f"fillNull of booleans needs value 0 or 1, not {transform.value}")
+            return kind
+        if kind == "integer" and not _is_int64(transform.value):
+            return "float"
+    return kind
+
+
+def _is_int64(value: float) -> bool:
+    return math.isfinite(value) and value == math.trunc(value) and -(2.0**63) <= value < 2.0**63
+
+
+# Fitters: what a step accumulates over chunks, and the parameters it derives.
+
+
+class _Fitter:
+    def update(self, array: pa.Array) -> None:
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class _MomentsFitter(_Fitter):
+    def __init__(self, derive: Callable[[Moments], dict[str, Any]]) -> None:
+        self.moments = Moments()
+        self.derive = derive
+
+    def update(self, array: pa.Array) -> None:
+        self.moments.update(_finite(array))
+
+    def params(self) -> dict[str, Any]:
+        return self.derive(self.moments)
+
+
+class _SketchFitter(_Fitter):
+    def __init__(self, derive: Callable[[QuantileSketch], dict[str, Any]], k: int) -> None:
+        self.sketch = QuantileSketch(k)
+        self.derive = derive
+
+    def update(self, array: pa.Array) -> None:
+        self.sketch.update(_finite(array))
+
+    def params(self) -> dict[str, Any]:
+        return self.derive(self.sketch)
+
+
+class _CounterFitter(_Fitter):
+    def __init__(self, derive: Callable[[ValueCounter], dict[str, Any]], kind: Kind, capacity: int) -> None:
+        self.counter = ValueCounter(_KIND_TYPES[kind], capacity)
+        self.derive = derive
+
+    def update(self, array: pa.Array) -> None:
+        self.counter.update(array)
+
+    def params(self) -> dict[str, Any]:
+        return self.derive(self.counter)
+
+
+def _finite_or(value: float, default: float) -> float:
+    return float(value) if math.isfinite(value) else default
+
+
+def _standardize_params(m: Moments) -> dict[str, Any]:
+    std = m.std
+    return {
+        "mean": _finite_or(m.mean, 0.0) if m.count else 0.0,
+        "std": float(std) if math.isfinite(std) and std > 0 else 1.0,
+        "count": m.count,
+    }
+
+
+def _min_max_params(m: Moments) -> dict[str, Any]:
+    if not m.count:
+        return {"min": 0.0, "max": 1.0, "count": 0}
+    return {"min": m.min, "max": m.max, "count": m.count}
+
+
+def _fitter(transform: Transform, kind: Kind, sketch_k: int, capacity: int) -> _Fitter | None:
+    """What a step fits on, or None for steps whose parameters come from the spec alone."""
+    type_ = transform.type
+    if type_ == "standardize":
+        return _MomentsFitter(_standardize_params)
+    if type_ == "minMax":
+        return _MomentsFitter(_min_max_params)
+    if type_ == "bucketize" and transform.num_buckets is not None:
+        buckets = transform.num_buckets
+
+        def edges(sketch: QuantileSketch) -> dict[str, Any]:
+            edges = sketch.equal_mass_edges(buckets)
+            return {"boundaries": [float(v) for v in edges], "rankErrorBound": sketch.rank_error_bound}
+
+        return _SketchFitter(edges, sketch_k)
+    if type_ == "vocabulary":
+        limit, minimum = transform.max_size, transform.min_frequency or 1
+
+        def vocabulary(counter: ValueCounter) -> dict[str, Any]:
+            values, _ = counter.most_common(limit, minimum)
+            return {
+                "vocabulary": values.to_pylist(),
+                "oovBuckets": transform.oov_buckets or 1,
+                "output": transform.output or "index",
+                "exact": counter.exact,
+            }
+
+        return _CounterFitter(vocabulary, kind, capacity)
+    if type_ == "fillNull":
+        out = _fill_kind(transform, kind)
+        if transform.strategy == "mean":
+            return _MomentsFitter(lambda m: {"value": _finite_or(m.mean, 0.0) if m.count else 0.0})
+        if transform.strategy == "median":
+
+            def median(sketch: QuantileSketch) -> dict[str, Any]:
+                value = float(sketch.quantiles([0.5])[0]) if sketch.count else 0.0
+                return {"value": int(value) if out == "integer" else value, "rankErrorBound": sketch.rank_error_bound}
+
+            return _SketchFitter(median, sketch_k)
+        if transform.strategy == "mostFrequent":
+
+            def most_frequent(counter: ValueCounter) -> dict[str, Any]:
+                values, _ = counter.most_common(1)
+                value = values[0].as_py() if len(values) else _ZERO[kind]
+                return {"value": value, "exact": counter.exact}
+
+            return _CounterFitter(most_frequent, kind, capacity)
+    return None
+
+
+_ZERO: dict[str, Any] = {"integer": 0, "float": 0.0, "boolean": False, "string": ""}
+
+
+def _static_params(transform: Transform, kind: Kind) -> dict[str, Any]:
+    type_ = transform.type
+    if type_ == "clip":
+        return {"min": transform.min, "max": transform.max}
+    if type_ == "bucketize":
+        return {"boundaries": [float(b) for b in transform.boundaries or []]}
+    if type_ == "hash":
+        return {"numBuckets": transform.num_buckets, "algorithm": HASH_ALGORITHM}
+    if type_ == "datetime":
+        return {"part": transform.part}
+    if type_ == "fillNull":
+        if kind == "string":
+            return {"value": transform.string_value}
+        if kind == "boolean":
+            return {"value": bool(transform.value)}
+        value = transform.value
+        return {"value": int(value) if _fill_kind(transform, kind) == "integer" else float(value)}  # type: ignore[arg-type]
+    return {}
+
+
+# Kernels: one per step type, vectorized over a column; the online form calls them on one row.
+
+
+def _identity(array: pa.Array, step: FittedStep) -> pa.Array:
+    return array
+
+
+def _log1p(array: pa.Array, step: FittedStep) -> pa.Array:
+    values, valid = _numbers(array)
+    valid = valid & (values > -1)
+    # Arrow's log1p is a plain per-element libm call: the same result for any array length.
+    result = pc.log1p(pa.array(np.where(valid, values, 0.0), type=pa.float64()))
+    return _float_array(result.to_numpy(), valid)
+
+
+def _clip(array: pa.Array, step: FittedStep) -> pa.Array:
+    values, valid = _numbers(array)
+    low, high = step.params["min"], step.params["max"]
+    if low is not None:
+        values = np.maximum(values, low)
+    if high is not None:
+        values = np.minimum(values, high)
+    return _float_array(values, valid)
+
+
+def _standardize(array: pa.Array, step: FittedStep) -> pa.Array:
+    values, valid = _numbers(array)
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _float_array((values - step.params["mean"]) / step.params["std"], valid)
+
+
+def _min_max(array: pa.Array, step: FittedStep) -> pa.Array:
+    values, valid = _numbers(array)
+    low, high = step.params["min"], step.params["max"]
+    scale = high - low
+    if not (math.isfinite(scale) and scale > 0):
+        scale = 1.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        return _float_array((values - low) / scale, valid)
+
+
+def _bucketize(array: pa.Array, step: FittedStep) -> pa.Array:
+    values, valid = _numbers(array)
+    boundaries = np.asarray(step.params["boundaries"], dtype=np.float64)
+    return _int_array(np.searchsorted(boundaries, values, side="right").astype(np.int64), valid)
+
+
+def _vocabulary(array: pa.Array, step: FittedStep) -> pa.Array:
+    vocabulary = pa.array(step.params["vocabulary"], type=_KIND_TYPES[step.input_kind])
+    size, oov = len(vocabulary), int(step.params["oovBuckets"])
+    valid = _validity(array)
+    found = pc.index_in(array, value_set=vocabulary)
+    index, known = _integers(found)
+    unseen = valid & ~known
+    if unseen.any():
+        index[unseen] = size if oov == 1 else size + _hash_buckets(array.filter(pa.array(unseen)), oov)
+    if step.params["output"] != "oneHot":
+        return _int_array(index, valid)
+    width = size + oov
+    matrix = np.zeros((len(array), width), dtype=np.float32)
+    rows = np.flatnonzero(valid)
+    matrix[rows, index[rows]] = 1.0
+    return pa.FixedSizeListArray.from_arrays(
+        pa.array(matrix.reshape(-1)), width, mask=None if valid.all() else pa.array(~valid)
+    )
+
+
+def _hash(array: pa.Array, step: FittedStep) -> pa.Array:
+    return _int_array(_hash_buckets(array, int(step.params["numBuckets"])), _validity(array))
+
+
+def _fill_null(array: pa.Array, step: FittedStep) -> pa.Array:
+    target = _KIND_TYPES[step.output_kind]
+    if array.type != target:
+        array = pc.cast(array, target, safe=False)
+    if not array.null_count:
+        return array
+    return pc.fill_null(array, pa.scalar(step.params["value"], target))
+
+
+_PARTS: dict[str, Callable[[pa.Array], pa.Array]] = {
+    "year": pc.year,
+    "month": pc.month,
+    "day": pc.day,
+    "hour": pc.hour,
+    "minute": pc.minute,
+    "dayOfWeek": lambda ts: pc.day_of_week(ts, count_from_zero=True, week_start=1),
+    "dayOfYear": pc.day_of_year,
+}
+
+
+def _datetime(array: pa.Array, step: FittedStep) -> pa.Array:
+    return pc.cast(_PARTS[step.params["part"]](_to_timestamp(array)), pa.int64())
+
+
+_KERNELS: dict[str, Callable[[pa.Array, FittedStep], pa.Array]] = {
+    "identity": _identity,
+    "log1p": _log1p,
+    "clip": _clip,
+    "standardize": _standardize,
+    "minMax": _min_max,
+    "bucketize": _bucketize,
+    "vocabulary": _vocabulary,
+    "hash": _hash,
+    "fillNull": _fill_null,
+    "datetime": _datetime,
+}
+
+
+# -- the final cast -----------------------------------------------------------------------------
+
+_CASTABLE: dict[str, frozenset[str]] = {
+    "float32": frozenset({"integer", "float", "boolean", "vector"}),
+    "float64": frozenset({"integer", "float", "boolean", "vector"}),
+    "int32": frozenset({"integer", "float", "boolean", "vector"}),
+    "int64": frozenset({"integer", "float", "boolean", "vector"}),
+    "bool": frozenset({"integer", "float", "boolean", "vector"}),
+    "string": frozenset({"integer", "float", "boolean", "string", "timestamp"}),
+}
+_DTYPES: dict[str, pa.DataType] = {
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "int32": pa.int32(),
+    "int64": pa.int64(),
+    "bool": pa.bool_(),
+    "string": pa.string(),
+}
+
+
+def _check_cast(kind: Kind, dtype: FeatureDtype | None) -> None:
+    if dtype is not None and kind not in _CASTABLE[dtype]:
+        raise _Problem(f"dtype {dtype} cannot hold {kind} values")
+
+
+def output_type(kind: Kind, dtype: FeatureDtype | None, width: int | None = None) -> pa.DataType:
+    """The Arrow type of a feature whose last step produces `kind`, cast to `dtype`."""
+    if kind == "vector":
+        return pa.list_(_DTYPES[dtype] if dtype else pa.float32(), width or 0)
+    if dtype is not None:
+        return _DTYPES[dtype]
+    return pa.string() if kind == "string" else _KIND_TYPES[kind]
+
+
+def _cast_values(values: np.ndarray, valid: np.ndarray, target: pa.DataType) -> tuple[np.ndarray, np.ndarray]:
+    """Numbers (float64, or bool/float32 for vectors) to a numeric or boolean dtype."""
+    if pa.types.is_boolean(target):
+        return values != 0, valid
+    if pa.types.is_floating(target):
+        with np.errstate(over="ignore"):
+            return values.astype(target.to_pandas_dtype()), valid
+    bits = target.bit_width - 1
+    with np.errstate(invalid="ignore"):
+        truncated = np.trunc(values)
+        valid = valid & np.isfinite(truncated) & (truncated >= -(2.0**bits)) & (truncated < 2.0**bits)
+    return np.where(valid, truncated, 0).astype(target.to_pandas_dtype()), valid
+
+
+def _cast_output(array: pa.Array, kind: Kind, dtype: FeatureDtype | None) -> pa.Array:
+    if kind == "vector":
+        if dtype is None or dtype == "float32":
+            return array
+        valid = _validity(array)
+        width = array.type.list_size
+        flat = array.values.slice(array.offset * width, len(array) * width)
+        values, _ = _cast_values(flat.to_numpy(), np.ones(len(flat), dtype=bool), _DTYPES[dtype])
+        return pa.FixedSizeListArray.from_arrays(
+            pa.array(values, type=_DTYPES[dtype]), width, mask=None if valid.all() else pa.array(~valid)
+        )
+    target = output_type(kind, dtype)
+    if array.type == target:
+        return array
+    if pa.types.is_string(target) or kind == "string":
+        return pc.cast(array, target)
+    if kind == "integer" and pa.types.is_integer(target):
+        values, valid = _integers(array)
+        bits = target.bit_width - 1
+        valid = valid & (values >= -(2**bits)) & (values < 2**bits)
+        return _int_array(np.where(valid, values, 0).astype(target.to_pandas_dtype()), valid, target)
+    values, valid = _numbers(array)
+    cast, valid = _cast_values(values, valid, target)
+    return pa.array(cast, type=target, mask=None if valid.all() else ~valid)
+
+
+# -- fitted features ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FittedFeature:
+    """A feature ready to compute: its source column, fitted steps and output type."""
+
+    name: str
+    source: str
+    source_kind: Kind
+    steps: tuple[FittedStep, ...]
+    dtype: FeatureDtype | None
+
+    @property
+    def output_kind(self) -> Kind:
+        return self.steps[-1].output_kind if self.steps else self.source_kind
+
+    @property
+    def output_type(self) -> pa.DataType:
+        width = None
+        if self.output_kind == "vector":
+            params = self.steps[-1].params
+            width = len(params["vocabulary"]) + int(params["oovBuckets"])
+        return output_type(self.output_kind, self.dtype, width)
+
+    def compute(self, source: pa.Array) -> pa.Array:
+        """The feature from its source column, already coerced to `source_kind`."""
+        array = source
+        try:
+            for step in self.steps:
+                array = step.apply(array)
+            return _cast_output(array, self.output_kind, self.dtype)
+        except _Problem as problem:
+            raise TransformInputError(self.name, self.source, str(problem)) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "from": self.source,
+            "sourceKind": self.source_kind,
+            "dtype": self.dtype,
+            "outputType": str(self.output_type),
+            "steps": [step.to_dict() for step in self.steps],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FittedFeature:
+        dtype = data.get("dtype")
+        if dtype is not None and dtype not in _DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}")
+        return cls(
+            name=data["name"],
+            source=data["from"],
+            source_kind=_kind(data["sourceKind"]),
+            steps=tuple(FittedStep.from_dict(step) for step in data["steps"]),
+            dtype=dtype,
+        )
+
+
+@dataclass(frozen=True)
+class FittedFeatures:
+    """Every feature of a FeatureSet version with its fitted parameters: what a version stores
+    (`to_json`) and the model server loads (`from_json`) to compute exactly what training saw."""
+
+    features: tuple[FittedFeature, ...]
+
+    @property
+    def source_columns(self) -> dict[str, Kind]:
+        """Columns a table or request must carry, with the kind each is read as."""
+        return {f.source: f.source_kind for f in self.features}
+
+    @property
+    def output_schema(self) -> pa.Schema:
+        """Arrow schema of `apply_batch`'s result."""
+        return pa.schema([pa.field(f.name, f.output_type) for f in self.features])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schemaVersion": FITTED_SCHEMA_VERSION,
+            "hashAlgorithm": HASH_ALGORITHM,
+            "features": [feature.to_dict() for feature in self.features],
+        }
+
+    def to_json(self) -> str:
+        """Canonical JSON (sorted keys, no NaN): equal fits give equal bytes, hence digests."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FittedFeatures:
+        version = data.get("schemaVersion")
+        if version != FITTED_SCHEMA_VERSION:
+            raise ValueError(f"fitted features schemaVersion {version!r} is not {FITTED_SCHEMA_VERSION}")
+        if data.get("hashAlgorithm") != HASH_ALGORITHM:
+            raise ValueError(f"fitted features use hash {data.get('hashAlgorithm')!r}, this reader {HASH_ALGORITHM}")
+        return cls(features=tuple(FittedFeature.from_dict(f) for f in data["features"]))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> FittedFeatures:
+        return cls.from_dict(json.loads(text))
+
+
+# -- fit ----------------------------------------------------------------------------------------
+
+
+def _needs_fit(transform: Transform) -> bool:
+    return (
+        transform.type in ("standardize", "minMax", "vocabulary")
+        or (transform.type == "bucketize" and transform.num_buckets is not None)
+        or (transform.type == "fillNull" and transform.strategy != "constant")
+    )
+
+
+def _source_array(table: pa.Table, feature: str, column: str, kind: Kind) -> pa.Array:
+    if table.schema.get_field_index(column) < 0:
+        raise TransformInputError(feature, column, "the column is missing")
+    try:
+        return _coerce(table.column(column).combine_chunks(), kind)
+    except _Problem as problem:
+        raise TransformInputError(feature, column, str(problem)) from None
+
+
+def fit_pipeline(
+    features: Sequence[Feature],
+    chunks: Iterable[pa.Table],
+    *,
+    schema: pa.Schema | None = None,
+    sketch_k: int = DEFAULT_SKETCH_K,
+    category_capacity: int = DEFAULT_CATEGORY_CAPACITY,
+) -> FittedFeatures:
+    """Fits every feature's steps on `chunks` in bounded memory.
+
+    Source kinds come from `schema` where it names a column, else from the first chunk (a column
+    whose first chunk is entirely null has no type there: pass `schema`). Each pass over `chunks`
+    fits one more fitted step of every feature on the outputs of its already fitted prefix, so a
+    feature with several fitted steps needs `chunks` to be re-iterable (a list, or an object whose
+    `__iter__` reads the source again). Vocabularies and mostFrequent are exact while a column
+    has at most `category_capacity` distinct values; quantiles (bucketize numBuckets, median)
+    carry the sketch's `rankErrorBound` in their parameters (0: exact).
+    """
+    features = list(features)
+    kinds: dict[str, Kind] = {}
+    for feature in features:
+        if schema is not None and schema.get_field_index(feature.from_) >= 0:
+            kinds[feature.from_] = _inferred_kind(feature, schema.field(feature.from_).type)
+    stages = [[i for i, t in enumerate(f.transforms) if _needs_fit(t)] for f in features]
+    passes = max((len(s) for s in stages), default=0)
+    if passes == 0 and any(f.from_ not in kinds for f in features):
+        passes = 1
+    if passes > 1 and isinstance(chunks, Iterator):
+        raise ValueError(
+            f"fitting needs {passes} passes over the data (a feature has {passes} fitted steps in a "
+            "row), but chunks is a one-shot iterator: pass a list or a re-iterable source"
+        )
+
+    steps: list[list[FittedStep | None]] = [[None] * len(f.transforms) for f in features]
+    kinds_ready = len(kinds) == len({f.from_ for f in features})
+    if kinds_ready:
+        _plan(features, kinds, steps)
+    for stage in range(passes):
+        fitters: dict[int, tuple[int, _Fitter]] = {}
+        if kinds_ready:
+            fitters = _stage_fitters(features, kinds, steps, stages, stage, sketch_k, category_capacity)
+        for chunk in chunks:
+            if not kinds_ready:
+                for feature in features:
+                    if feature.from_ not in kinds:
+                        if chunk.schema.get_field_index(feature.from_) < 0:
+                            raise TransformInputError(feature.name, feature.from_, "the column is missing")
+                        kinds[feature.from_] = _inferred_kind(feature, chunk.schema.field(feature.from_).type)
+                kinds_ready = True
+                _plan(features, kinds, steps)
+                fitters = _stage_fitters(features, kinds, steps, stages, stage, sketch_k, category_capacity)
+            sources: dict[str, pa.Array] = {}
+            for index, (position, fitter) in fitters.items():
+                feature = features[index]
+                if feature.from_ not in sources:
+                    sources[feature.from_] = _source_array(chunk, feature.name, feature.from_, kinds[feature.from_])
+                array = sources[feature.from_]
+                try:
+                    for step in steps[index][:position]:
+                        array = step.apply(array)  # type: ignore[union-attr]
+                except _Problem as problem:
+                    raise TransformInputError(feature.name, feature.from_, str(problem)) from None
+                fitter.update(array)
+        if not kinds_ready:
+            missing = sorted(f.from_ for f in features if f.from_ not in kinds)
+            raise TransformInputError(None, missing[0], "no data to learn the column's type from: pass schema")
+        for index, (position, fitter) in fitters.items():
+            step = steps[index][position]
+            assert step is not None
+            steps[index][position] = FittedStep(step.transform, step.input_kind, step.output_kind, fitter.params())
+
+    return FittedFeatures(
+        features=tuple(
+            FittedFeature(
+                name=f.name,
+                source=f.from_,
+                source_kind=kinds[f.from_],
+                steps=tuple(s for s in steps[i] if s is not None),
+                dtype=f.dtype,
+            )
+            for i, f in enumerate(features)
+        )
+    )
+
+
+def _inferred_kind(feature: Feature, type_: pa.DataType) -> Kind:
+    try:
+        kind = source_kind(type_)
+    except TypeError as error:
+        raise TransformInputError(feature.name, feature.from_, str(error)) from None
+    if kind is None:
+        raise TransformInputError(
+            feature.name, feature.from_, "the column is entirely null in the first chunk, so its type is unknown: pass schema"
+        )
+    return kind
+
+
+def _plan(features: Sequence[Feature], kinds: Mapping[str, Kind], steps: list[list[FittedStep | None]]) -> None:
+    """Checks every pipeline against its source kind and fills in the steps fitted on nothing
+    (fitted ones get placeholder parameters until their pass)."""
+    for index, feature in enumerate(features):
+        kind = kinds[feature.from_]
+        try:
+            for position, transform in enumerate(feature.transforms):
+                out = _output_kind(transform, kind)
+                params = {} if _needs_fit(transform) else _static_params(transform, kind)
+                steps[index][position] = FittedStep(transform, kind, out, params)
+                kind = out
+            _check_cast(kind, feature.dtype)
+        except _Problem as problem:
+            raise TransformInputError(feature.name, feature.from_, str(problem)) from None
+
+
+def _stage_fitters(
+    features: Sequence[Feature],
+    kinds: Mapping[str, Kind],
+    steps: list[list[FittedStep | None]],
+    stages: list[list[int]],
+    stage: int,
+    sketch_k: int,
+    capacity: int,
+) -> dict[int, tuple[int, _Fitter]]:
+    fitters: dict[int, tuple[int, _Fitter]] = {}
+    for index, positions in enumerate(stages):
+        if stage < len(positions):
+            position = positions[stage]
+            step = steps[index][position]
+            assert step is not None
+            fitter = _fitter(step.transform, step.input_kind, sketch_k, capacity)
+            assert fitter is not None
+            fitters[index] = (position, fitter)
+    return fitters
+
+
+# -- apply --------------------------------------------------------------------------------------
+
+
+def apply_batch(fitted: FittedFeatures, table: pa.Table) -> pa.Table:
+    """The feature columns computed from a table holding the source columns (extra columns are
+    ignored). Vectorized: no Python loop over rows. Raises `TransformInputError` for a missing
+    column or a column that cannot be read as its fitted kind."""
+    sources: dict[str, pa.Array] = {}
+    columns = []
+    for feature in fitted.features:
+        if feature.source not in sources:
+            sources[feature.source] = _source_array(table, feature.name, feature.source, feature.source_kind)
+        columns.append(feature.compute(sources[feature.source]))
+    return pa.Table.from_arrays(columns, schema=fitted.output_schema)
+
+
+def apply_online(fitted: FittedFeatures, row: Mapping[str, Any]) -> dict[str, Any]:
+    """The features of one request row (JSON-like values: None, bool, int, float, str, datetime,
+    date), computed by `apply_batch` on a one-row table: the same kernels, the same results.
+    Raises `TransformInputError` naming the feature, the column and the problem."""
+    users: dict[str, str] = {}
+    for feature in fitted.features:
+        users.setdefault(feature.source, feature.name)
+    arrays: dict[str, pa.Array] = {}
+    for column, kind in fitted.source_columns.items():
+        if column not in row:
+            raise TransformInputError(users[column], column, "the column is missing from the request")
+        try:
+            arrays[column] = _online_array(row[column], kind)
+        except _Problem as problem:
+            raise TransformInputError(users[column], column, str(problem)) from None
+    result = apply_batch(fitted, pa.table(arrays) if arrays else pa.table({}))
+    return {name: result.column(name)[0].as_py() for name in result.column_names}
