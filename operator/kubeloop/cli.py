@@ -67,6 +67,30 @@ def _local_node(args: argparse.Namespace, rest: Sequence[str]) -> int:
     return node_main.main(list(rest))
 
 
+def _run_cronjob(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from kubeloop.local.node.client import ApiError, NodeClient
+    from kubeloop.local.node.cronjobs import create_job_from_cronjob
+
+    kubeconfig = args.kubeconfig or os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        print("kubeloop local run-cronjob: give --kubeconfig or set KUBECONFIG", file=sys.stderr)
+        return 2
+
+    async def run() -> dict:
+        async with NodeClient.from_kubeconfig(kubeconfig) as client:
+            return await create_job_from_cronjob(client, args.namespace, args.name, args.job_name)
+
+    try:
+        job = asyncio.run(run())
+    except (LookupError, ApiError) as exc:
+        print(f"kubeloop local run-cronjob: {exc}", file=sys.stderr)
+        return 1
+    print(f"job.batch/{job['metadata']['name']} created")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubeloop",
@@ -113,6 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
         "node", add_help=False,
         help="the local node: kubelet, Job/CronJob/KServe controllers (see `kubeloop local node --help`)",
     ).set_defaults(raw_handler=_local_node)
+    run_cronjob = local_commands.add_parser(
+        "run-cronjob", help="run a CronJob once now (what `kubectl create job --from=cronjob/NAME` does)",
+        description="Create a Job from a CronJob's template now, annotated as a manual run and owned by "
+                    "the CronJob. (kubectl's `create job --from` sends protobuf, which the local API "
+                    "server does not speak.)")
+    run_cronjob.add_argument("name", help="the CronJob")
+    run_cronjob.add_argument("--namespace", "-n", default="default")
+    run_cronjob.add_argument("--job-name", help="name of the Job (default: <cronjob>-manual-<random>)")
+    run_cronjob.add_argument("--kubeconfig", help="default: $KUBECONFIG")
+    run_cronjob.set_defaults(handler=_run_cronjob)
     return parser
 
 

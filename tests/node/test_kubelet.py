@@ -15,6 +15,7 @@ import pytest
 from kubeloop.local.supervisor import free_port
 from tests.conftest import KubectlCLI
 from tests.node.conftest import (
+    IMAGE,
     NODE_NAME,
     KubeAPI,
     RunningNode,
@@ -166,8 +167,21 @@ def test_empty_dir_volumes_are_shared_directories_found_by_path_or_env(api: Kube
                                                                                str(directory)]
     assert (directory / "handoff.txt").read_text() == "from-init\n"
     assert not Path("/data/handoff.txt").exists()
-    assert condition(pod, "Initialized")["status"] == "True"
     assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    conditions = {c["type"]: (c["status"], c.get("reason")) for c in pod["status"]["conditions"]}
+    assert conditions == {"PodReadyToStartContainers": ("False", None), "Initialized": ("True", None),
+                          "Ready": ("False", "PodCompleted"), "ContainersReady": ("False", "PodCompleted"),
+                          "PodScheduled": ("True", None)}
+    status = pod["status"]
+    assert (status["podIP"], status["podIPs"], status["hostIP"]) == ("127.0.0.1", [{"ip": "127.0.0.1"}], "127.0.0.1")
+    assert status["startTime"] <= status["containerStatuses"][0]["state"]["terminated"]["startedAt"]
+    main_status = status["containerStatuses"][0]
+    assert {key: main_status[key] for key in ("name", "image", "ready", "restartCount")} == {
+        "name": "main", "image": IMAGE, "ready": False, "restartCount": 0}
+    assert main_status["containerID"].startswith("kubeloop://")
+    terminated = main_status["state"]["terminated"]
+    assert (terminated["exitCode"], terminated["reason"]) == (0, "Completed")
+    assert terminated["startedAt"] <= terminated["finishedAt"]
 
 
 def test_a_volume_the_node_cannot_emulate_fails_the_pod(api: KubeAPI, namespace: str) -> None:

@@ -54,6 +54,11 @@ def test_kubectl_logs_follow_streams_until_the_container_ends(api: KubeAPI, kube
     api.create(pods_path(namespace), pod_manifest("streamer", container(["sh", "-c", script])))
     wait_for(lambda: kubectl("logs", "-n", namespace, "pod/streamer", check=False).stdout == "first\n",
              what="the first line")
+    running = pod_in_phase(api, namespace, "streamer", "Running")
+    assert {c["type"]: c["status"] for c in running["status"]["conditions"]} == {
+        "PodReadyToStartContainers": "True", "Initialized": "True", "Ready": "True", "ContainersReady": "True",
+        "PodScheduled": "True"}
+    assert "running" in running["status"]["containerStatuses"][0]["state"]
 
     follower = subprocess.Popen([*kubectl.argv, "logs", "-f", "-n", namespace, "pod/streamer"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=kubectl.env)

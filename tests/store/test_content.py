@@ -15,6 +15,7 @@ from kubeloop.store.content import (
     format_digest,
     is_md5_etag,
     parse_digest,
+    part_size_for,
 )
 
 PART = 5 * 1024 * 1024
@@ -45,13 +46,14 @@ def test_etag_follows_s3_rules(size: int) -> None:
     assert content.etag is not None and is_md5_etag(content.etag)
 
 
-@pytest.mark.parametrize("chunk", [1, 4096, 1_000_003, PART + 3])
+@pytest.mark.parametrize("chunk", [1, 1000, 65536, 65536 + 3, 10**6])
 def test_result_does_not_depend_on_chunking(chunk: int) -> None:
-    data = os.urandom(2 * PART + 12345)
-    reader = HashingReader(io.BytesIO(data), PART)
+    part = 65536  # part boundaries fall inside, between and across chunks
+    data = os.urandom(3 * part + 12345)
+    reader = HashingReader(io.BytesIO(data), part)
     while reader.read(chunk):
         pass
-    assert reader.hasher.result() == content_of_bytes(data, PART)
+    assert reader.hasher.result() == content_of_bytes(data, part)
 
 
 def test_sha256_only_mode_skips_etags() -> None:
@@ -64,3 +66,10 @@ def test_sha256_only_mode_skips_etags() -> None:
 def test_md5_etag_shape() -> None:
     assert is_md5_etag('"' + "a" * 32 + '"') and is_md5_etag("a" * 32 + "-12")
     assert not is_md5_etag("a" * 31) and not is_md5_etag("opaque-etag")
+
+
+def test_part_size_grows_only_past_ten_thousand_parts() -> None:
+    assert part_size_for(0, PART) == PART
+    assert part_size_for(10_000 * PART, PART) == PART
+    bigger = part_size_for(10_000 * PART + 1, PART)
+    assert bigger > PART and bigger % (1024 * 1024) == 0 and -(-(10_000 * PART + 1) // bigger) <= 10_000

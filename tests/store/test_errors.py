@@ -5,8 +5,10 @@ that names the endpoint and what to check, and never a credential."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -145,5 +147,23 @@ def test_tls_against_a_plain_http_store_fails_fast_with_a_hint(store_config: Sto
 def test_every_error_is_a_store_error() -> None:
     from kubeloop.store import errors
     for name in ("StoreUnavailable", "AccessDenied", "NotFound", "DigestMismatch", "Conflict",
-                 "StoreConfigError", "ConditionalWritesUnsupported"):
+                 "StoreConfigError", "ConditionalWritesUnsupported", "CorruptObject"):
         assert issubclass(getattr(errors, name), StoreError)
+
+
+def test_a_download_cut_off_midway_starts_over_and_leaves_no_partial_file(
+        store: ObjectStore, store_config: StoreConfig, proxy: FaultyProxy, prefix: str, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    store.put_bytes(f"{prefix}/big", data)
+    sleeps = Sleeps()
+    flaky = through(proxy, store_config, sleeps)
+    proxy.fail_next(1, "cut")
+    info = flaky.download_file(f"{prefix}/big", tmp_path / "big")
+    assert (tmp_path / "big").read_bytes() == data and info.size == len(data)
+    assert proxy.failed == 1 and len(sleeps) == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["big"]  # the broken attempt's temporary is gone
+    proxy.fail_next(100, "cut")
+    fresh = through(proxy, store_config, Sleeps())  # a new pool: no kept-alive good connection
+    with pytest.raises(StoreUnavailable):
+        fresh.download_file(f"{prefix}/big", tmp_path / "again")
+    assert [p.name for p in tmp_path.iterdir()] == ["big"]

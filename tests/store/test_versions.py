@@ -13,7 +13,16 @@ from typing import Any
 import pytest
 
 from kubeloop.local.s3 import LocalS3
-from kubeloop.store import Conflict, DigestMismatch, NotFound, ObjectStore, StoreConfig, StoreUnavailable, Version
+from kubeloop.store import (
+    Conflict,
+    CorruptObject,
+    DigestMismatch,
+    NotFound,
+    ObjectStore,
+    StoreConfig,
+    StoreUnavailable,
+    Version,
+)
 from kubeloop.store.content import content_of_bytes, content_of_file
 from kubeloop.store.layout import blob_key, manifest_key
 from kubeloop.store.versions import ID_LENGTH, content_digest
@@ -234,6 +243,10 @@ def test_tampered_manifest_is_refused_and_skipped_in_listings(
     with caplog.at_level(logging.WARNING, logger="kubeloop.store"):
         assert store.list_versions(prefix) == [kept]
     assert edited.id in caplog.text
+    store.put_bytes(manifest_key(prefix, "f" * ID_LENGTH), b"not json")  # garbage in the folder
+    with pytest.raises(CorruptObject, match="not a JSON document"):
+        store.read_manifest(prefix, "f" * ID_LENGTH)
+    assert store.list_versions(prefix) == [kept]
     # Re-publishing the genuine content does not overwrite the edited manifest silently.
     with pytest.raises(DigestMismatch):
         store.publish_version(prefix, {"f": b"2"}, {"acc": 0.6})

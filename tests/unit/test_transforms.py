@@ -30,7 +30,7 @@ from kubeloop.featureset.transforms import (
     stable_hash64,
 )
 
-PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def T(type_: str, **params: Any) -> Transform:
@@ -585,9 +585,10 @@ def next_kind(transform: Transform, kind: str) -> str:
         return "integer"
     if transform.type == "vocabulary":
         return "vector" if transform.output == "oneHot" else "integer"
-    if transform.type == "fillNull":
-        if transform.strategy == "mean" or (kind == "integer" and transform.value == 1.5):
-            return "float"
+    if transform.type == "fillNull" and (
+        transform.strategy == "mean" or (kind == "integer" and transform.value == 1.5)
+    ):
+        return "float"
     return kind
 
 
@@ -635,7 +636,7 @@ def pipelines(draw: st.DrawFn) -> tuple[pa.Table, list[Feature], int]:
 
 
 @given(pipelines())
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_batch_and_online_agree_for_any_input_and_pipeline(case):
     table, features, chunk = case
     try:
@@ -685,3 +686,23 @@ def test_fit_on_chunks_equals_whole_for_any_floats(values, size):
             assert p.steps[0].params["mean"] == pytest.approx(w.steps[0].params["mean"], rel=1e-9, abs=1e-300)
         else:
             assert p == w
+
+
+def test_pod_modules_import_only_numpy_pyarrow_scipy_stdlib_and_the_featureset_api():
+    import ast
+    from pathlib import Path
+
+    import kubeloop.featureset as package
+
+    allowed_kubeloop = {"kubeloop.featureset.api", "kubeloop.featureset.sketch", "kubeloop.featureset.transforms"}
+    for module in ("transforms", "profile", "sketch"):
+        tree = ast.parse((Path(package.__file__).parent / f"{module}.py").read_text())
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                root = name.split(".")[0]
+                assert root in {"numpy", "pyarrow", "scipy", "__future__"} | set(sys.stdlib_module_names) or (
+                    name in allowed_kubeloop
+                ), f"{module}.py imports {name}"

@@ -27,8 +27,8 @@ outputs NaN: a NaN produced by arithmetic becomes null.
 Domains. Values outside a step's domain become null (log1p of x <= -1, an epoch or timestamp
 outside years 1-9999, a cast to an integer dtype that overflows or is not finite). Infinities
 are values: clip maps them to the bounds, bucketize to the first/last bucket, log1p(+inf) is
-+inf, standardize/minMax keep them infinite; fitting ignores them (means, ranges and quantiles
-are of finite values). Values that cannot be interpreted at all raise (a malformed timestamp
++inf, standardize/minMax keep them infinite; fitting ignores them (means, ranges, quantiles
+and modes are of finite values). Values that cannot be interpreted at all raise (a malformed timestamp
 string). minMax extrapolates outside the fitted range (as scikit-learn's MinMaxScaler; add a
 clip for [0, 1]); unseen categories go to the OOV buckets.
 
@@ -175,8 +175,8 @@ def _float_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     return pa.array(values, type=pa.float64(), mask=None if valid.all() else ~valid)
 
 
-def _int_array(values: np.ndarray, valid: np.ndarray, type_: pa.DataType = pa.int64()) -> pa.Array:
-    return pa.array(values, type=type_, mask=None if valid.all() else ~valid)
+def _int_array(values: np.ndarray, valid: np.ndarray, type_: pa.DataType | None = None) -> pa.Array:
+    return pa.array(values, type=type_ or pa.int64(), mask=None if valid.all() else ~valid)
 
 
 def _finite(array: pa.Array) -> np.ndarray:
@@ -246,8 +246,9 @@ def _coerce(array: pa.Array, kind: Kind) -> pa.Array:
     got = _describe(type_)
     if kind == "integer":
         if pa.types.is_integer(type_):
-            if pa.types.is_uint64(type_) and pc.max(array).as_py() is not None and pc.max(array).as_py() >= 2**63:
-                raise _Problem(f"{pc.max(array).as_py()} is outside the int64 range")
+            largest = pc.max(array).as_py() if pa.types.is_uint64(type_) else None
+            if largest is not None and largest >= 2**63:
+                raise _Problem(f"{largest} is outside the int64 range")
             return pc.cast(array, pa.int64())
         if pa.types.is_floating(type_):
             values, valid = _numbers(array)
@@ -267,9 +268,8 @@ def _coerce(array: pa.Array, kind: Kind) -> pa.Array:
     elif kind == "boolean":
         if pa.types.is_boolean(type_):
             return array
-    elif kind == "string":
-        if _is_string(type_):
-            return pc.cast(array, pa.large_string())
+    elif kind == "string" and _is_string(type_):
+        return pc.cast(array, pa.large_string())
     raise _Problem(f"expected {_NOUNS[kind]}, got {got}{_sample(array)}")
 
 
@@ -576,6 +576,8 @@ class _CounterFitter(_Fitter):
         self.derive = derive
 
     def update(self, array: pa.Array) -> None:
+        if pa.types.is_floating(array.type):
+            array = pa.array(_finite(array), type=array.type)  # infinities are values, not modes
         self.counter.update(array)
 
     def params(self) -> dict[str, Any]:
@@ -669,8 +671,8 @@ def _static_params(transform: Transform, kind: Kind) -> dict[str, Any]:
             return {"value": transform.string_value}
         if kind == "boolean":
             return {"value": bool(transform.value)}
-        value = transform.value
-        return {"value": int(value) if _fill_kind(transform, kind) == "integer" else float(value)}  # type: ignore[arg-type]
+        value = float(transform.value or 0.0)  # _fill_kind has checked that value is set
+        return {"value": int(value) if _fill_kind(transform, kind) == "integer" else value}
     return {}
 
 
@@ -1036,8 +1038,8 @@ def fit_pipeline(
                     sources[feature.from_] = _source_array(chunk, feature.name, feature.from_, kinds[feature.from_])
                 array = sources[feature.from_]
                 try:
-                    for step in steps[index][:position]:
-                        array = step.apply(array)  # type: ignore[union-attr]
+                    for step in _planned(steps[index][:position]):
+                        array = step.apply(array)
                 except _Problem as problem:
                     raise TransformInputError(feature.name, feature.from_, str(problem)) from None
                 fitter.update(array)
@@ -1045,9 +1047,10 @@ def fit_pipeline(
             missing = sorted(f.from_ for f in features if f.from_ not in kinds)
             raise TransformInputError(None, missing[0], "no data to learn the column's type from: pass schema")
         for index, (position, fitter) in fitters.items():
-            step = steps[index][position]
-            assert step is not None
-            steps[index][position] = FittedStep(step.transform, step.input_kind, step.output_kind, fitter.params())
+            (placeholder,) = _planned(steps[index][position : position + 1])
+            steps[index][position] = FittedStep(
+                placeholder.transform, placeholder.input_kind, placeholder.output_kind, fitter.params()
+            )
 
     return FittedFeatures(
         features=tuple(
@@ -1055,12 +1058,19 @@ def fit_pipeline(
                 name=f.name,
                 source=f.from_,
                 source_kind=kinds[f.from_],
-                steps=tuple(s for s in steps[i] if s is not None),
+                steps=_planned(steps[i]),
                 dtype=f.dtype,
             )
             for i, f in enumerate(features)
         )
     )
+
+
+def _planned(steps: Sequence[FittedStep | None]) -> tuple[FittedStep, ...]:
+    """Steps that `_plan` has filled in (all of them, once kinds are known)."""
+    planned = tuple(step for step in steps if step is not None)
+    assert len(planned) == len(steps), "a step was used before the pipeline was planned"
+    return planned
 
 
 def _inferred_kind(feature: Feature, type_: pa.DataType) -> Kind:

@@ -9,7 +9,9 @@ pods with it, the kubelet reads `restartPolicy` and `terminationGracePeriodSecon
 
 The local API server calls `default_on_create` / `default_on_update` for every write of the
 main resource (never of a subresource); both are pure and return new objects. Only these
-three kinds are defaulted; other built-in kinds are stored as sent. `validation_causes`
+three kinds are defaulted (their pod templates too); other built-in kinds are stored as sent.
+A new Pod also gets `serviceAccountName: default`, as the ServiceAccount admission plugin
+sets it (the account itself is not required to exist). `validation_causes`
 refuses what the Job controller could not run (a Job whose pods restart `Always`), with
 kube-apiserver's messages.
 """

@@ -10,8 +10,9 @@ DriftMonitors keep their data in (minio SDK; runs in pods and in the operator, n
 Key layout in the bucket
 ------------------------
 Everything a resource writes lives under one prefix, so that deleting the prefix deletes it
-all and credentials can be scoped to it. Later issues use these prefixes (names are
-Kubernetes namespace and name; ids are version ids):
+all and credentials can be scoped to it. The prefixes below are the convention for the
+resources (namespace and name from Kubernetes); the store itself only imposes the layout
+within a prefix:
 
     featuresets/<ns>/<name>/            FeatureSet versions (features, fitted parameters, profile)
     trainingruns/<ns>/<name>/           run records, checkpoints (attempt/epoch in the manifest)
@@ -44,6 +45,7 @@ from kubeloop.store.errors import (
     AccessDenied,
     ConditionalWritesUnsupported,
     Conflict,
+    CorruptObject,
     DigestMismatch,
     NotFound,
     StoreConfigError,
@@ -57,6 +59,7 @@ __all__ = [
     "ConditionalWritesUnsupported",
     "Conflict",
     "Content",
+    "CorruptObject",
     "DigestMismatch",
     "FileEntry",
     "NotFound",
@@ -70,4 +73,5 @@ __all__ = [
     "Version",
     "format_digest",
     "parse_digest",
+    "parse_endpoint",
 ]

@@ -241,25 +241,26 @@ class ObjectStore:
         """The sha256 of the stored bytes, streamed (bounded memory)."""
         def attempt() -> Content:
             hasher = StreamHasher(etags=False)
-            with self._get_stream(key) as response:
+            with self._raw_stream(key) as response:
                 for chunk in response.stream(CHUNK_SIZE):
                     hasher.update(chunk)
             return hasher.result()
         return cast(Content, self._call("reading back", key, attempt))
 
     def copy(self, source_key: str, key: str, *, content_type: str = BINARY_TYPE,
-             metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-        """Server-side copy of `source_key` to `key` with the given metadata (replaced, not copied).
+             metadata: Mapping[str, str] | None = None) -> str:
+        """Server-side copy of `source_key` to `key` with the given metadata (replaced, not
+        copied); the new object's ETag. Follow with `verify` to check what the copy stored.
 
         Metadata is always given explicitly: the SDK copies objects above 5 GiB as a multipart
         compose that would drop metadata under the COPY directive.
         """
         headers = _metadata_headers(metadata)
         headers["Content-Type"] = content_type
-        self._call("copying to", key, lambda: self._client.copy_object(
+        result = self._call("copying to", key, lambda: self._client.copy_object(
             self.bucket, key, CopySource(self.bucket, source_key), metadata=cast(Any, headers),
             metadata_directive=REPLACE))
-        return self.stat(key)
+        return str(result.etag or "").strip('"')
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -287,7 +288,7 @@ class ObjectStore:
             descriptor, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.")
             try:
                 hasher = StreamHasher(etags=False)
-                with os.fdopen(descriptor, "wb") as handle, self._get_stream(key) as response:
+                with os.fdopen(descriptor, "wb") as handle, self._raw_stream(key) as response:
                     info = _info_from_headers(key, response.headers)
                     for chunk in response.stream(CHUNK_SIZE):
                         hasher.update(chunk)
@@ -322,19 +323,22 @@ class ObjectStore:
         Opening is retried; a failure in the middle of reading is not (the caller has consumed
         part of the stream) and surfaces as StoreUnavailable.
         """
-        with self._get_stream(key) as response:
-            try:
-                yield cast(BinaryIO, response)
-            except StoreError:
-                raise
-            except Exception as error:
-                if is_store_failure(error):
-                    raise translate(error, self.config, Operation("reading", self.bucket, key)) from error
-                raise
+        response = self._call("reading", key, lambda: self._client.get_object(self.bucket, key))
+        try:
+            yield cast(BinaryIO, response)
+        except Exception as error:
+            if is_store_failure(error):
+                raise translate(error, self.config, Operation("reading", self.bucket, key)) from error
+            raise
+        finally:
+            response.close()
+            response.release_conn()
 
     @contextlib.contextmanager
-    def _get_stream(self, key: str) -> Iterator[Any]:
-        response = self._call("reading", key, lambda: self._client.get_object(self.bucket, key))
+    def _raw_stream(self, key: str) -> Iterator[Any]:
+        """The SDK's streaming GET, untranslated and not retried: for use inside an attempt
+        that `_call` retries as a whole (nesting retries would multiply the attempts)."""
+        response = self._client.get_object(self.bucket, key)
         try:
             yield response
         finally:
@@ -473,7 +477,8 @@ class ObjectStore:
         content = content_of_bytes(data)
         headers = {"Content-Type": content_type, f"{_META_PREFIX}{DIGEST_METADATA}": content.sha256}
         if if_match is not None:
-            headers["If-Match"] = f'"{if_match.strip(chr(34))}"'
+            tag = if_match.strip('"')
+            headers["If-Match"] = f'"{tag}"'
         else:
             headers["If-None-Match"] = "*"
         maybe_applied = False

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from kubeloop.store.errors import StoreError
+from kubeloop.store.errors import CorruptObject
 
 ALGORITHM = "sha256"
 JSON_TYPE = "application/json"
@@ -178,8 +178,8 @@ def encode_json(doc: Any) -> bytes:
 
 
 def decode_json(data: bytes, where: str) -> Any:
-    """A stored JSON document; StoreError naming `where` when it is not JSON."""
+    """A stored JSON document; CorruptObject naming `where` when it is not JSON."""
     try:
         return json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise StoreError(f"{where} is not a JSON document ({error})") from None
+        raise CorruptObject(f"{where} is not a JSON document ({error})") from None

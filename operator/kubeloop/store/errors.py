@@ -50,6 +50,11 @@ class DigestMismatch(StoreError):
         self.actual = actual
 
 
+class CorruptObject(StoreError):
+    """An object kubeloop wrote is no longer in the form it was written in (not JSON, a
+    malformed manifest): someone or something changed it outside kubeloop."""
+
+
 class Conflict(StoreError):
     """A write lost a race: the object changed since it was read, or a different one already exists."""
 

@@ -44,7 +44,7 @@ from kubeloop.store.content import (
     parse_digest,
     part_size_for,
 )
-from kubeloop.store.errors import Conflict, DigestMismatch, NotFound, StoreError
+from kubeloop.store.errors import Conflict, CorruptObject, DigestMismatch, NotFound
 from kubeloop.store.layout import (
     blob_key,
     check_prefix,
@@ -141,7 +141,7 @@ def manifest_document(version: Version) -> dict[str, Any]:
 def parse_manifest(prefix: str, version_id: str, document: Any) -> Version:
     """A `Version` from a stored manifest, checked against its own digest and its key's id.
 
-    ValueError when the document is malformed; DigestMismatch when its content does not hash to
+    ValueError when the document is malformed (read_manifest raises it as CorruptObject); DigestMismatch when its content does not hash to
     the digest it claims, or the digest does not give the id it is stored under (the manifest
     was edited after publication).
     """
@@ -312,7 +312,7 @@ def read_manifest(store: ObjectStore, prefix: str, version_id: str) -> Version:
     try:
         return parse_manifest(prefix, version_id, document)
     except ValueError as error:
-        raise StoreError(str(error)) from None
+        raise CorruptObject(str(error)) from None
 
 
 def list_versions(store: ObjectStore, prefix: str) -> list[Version]:
@@ -328,12 +328,8 @@ def list_versions(store: ObjectStore, prefix: str) -> list[Version]:
     def read(version_id: str) -> Version | None:
         try:
             return read_manifest(store, prefix, version_id)
-        except (DigestMismatch, NotFound) as error:
-            log.warning("object store: skipping version %s of %s: %s", version_id, prefix, error)
-            return None
-        except StoreError as error:
-            if type(error) is not StoreError:  # unavailable, access denied: not the manifest's fault
-                raise
+        except (DigestMismatch, CorruptObject, NotFound) as error:
+            # NotFound: deleted between listing and reading. Unavailable or denied: raised.
             log.warning("object store: skipping version %s of %s: %s", version_id, prefix, error)
             return None
 

@@ -716,6 +716,7 @@ class CronJobController:
         # What this controller wrote and the informers may not show yet (watch lag): used when newer.
         self._written_cronjobs: dict[ObjectKey, dict[str, Any]] = {}
         self._created_jobs: dict[ObjectKey, dict[str, Any]] = {}
+        self._deleted_jobs: set[str] = set()  # uids of Jobs deleted here that the watch may still show
         self._failures: dict[ObjectKey, int] = {}
         self._first_seen: dict[str, datetime] = {}  # by uid, node time (see creation_in_node_time)
 
@@ -745,6 +746,7 @@ class CronJobController:
             key = object_key(job)
             if kind == "DELETED":
                 self._created_jobs.pop(key, None)
+                self._deleted_jobs.discard(str(job["metadata"].get("uid")))
             elif key in self._created_jobs and _resource_version(job) >= _resource_version(self._created_jobs[key]):
                 del self._created_jobs[key]
             ref = controller_of(job)
@@ -788,7 +790,8 @@ class CronJobController:
         for key, job in self._created_jobs.items():
             if key[0] == namespace:
                 jobs.setdefault(key, job)
-        return [job for job in jobs.values() if is_owned_by_cronjob(job, name)]
+        return [job for job in jobs.values()
+                if str(job["metadata"].get("uid")) not in self._deleted_jobs and is_owned_by_cronjob(job, name)]
 
     async def sync(self, key: ObjectKey) -> timedelta | None:
         """One pass of kube's sync for one CronJob; returns when to look again (None: on change only)."""
@@ -903,14 +906,18 @@ class CronJobController:
         return decision.requeue_after
 
     async def _delete_job(self, cronjob: Mapping[str, Any], job: Mapping[str, Any], events: list[CronEvent]) -> bool:
+        """Delete a Job and its Pods (background propagation, as kube); False when the API server refused."""
         namespace, job_name_ = object_key(job)
         try:
-            await self.client.delete(resource_path("batch/v1", "jobs", namespace, job_name_), propagation="Background")
+            existed = await self.client.delete(resource_path("batch/v1", "jobs", namespace, job_name_),
+                                               propagation="Background")
         except ApiError as exc:
             events.append(CronEvent(WARNING, REASON_FAILED_DELETE, f"Deleted job: {exc.message}"))
             return False
         self._created_jobs.pop((namespace, job_name_), None)
-        events.append(CronEvent(NORMAL, REASON_SUCCESSFUL_DELETE, f"Deleted job {job_name_}"))
+        self._deleted_jobs.add(str(job["metadata"].get("uid")))
+        if existed:
+            events.append(CronEvent(NORMAL, REASON_SUCCESSFUL_DELETE, f"Deleted job {job_name_}"))
         return True
 
 

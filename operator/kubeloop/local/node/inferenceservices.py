@@ -799,7 +799,7 @@ class InferenceServiceController:
         self.queue = DelayingQueue(self.clock)
         self.serving: dict[ObjectKey, ServingState] = {}
         self._created_pods: dict[ObjectKey, dict[str, Any]] = {}
-        self._deleted_pods: set[ObjectKey] = set()
+        self._deleted_pods: set[str] = set()  # uids of Pods deleted here that the watch may still show
         self._written: dict[ObjectKey, dict[str, Any]] = {}
         self._failures: dict[ObjectKey, int] = {}
 
@@ -843,7 +843,7 @@ class InferenceServiceController:
             key = object_key(pod)
             self._created_pods.pop(key, None)  # the cache has it (or knows it is gone) from now on
             if kind == "DELETED":
-                self._deleted_pods.discard(key)
+                self._deleted_pods.discard(str(pod["metadata"].get("uid")))
             owner = (pod.get("metadata") or {}).get("labels", {}).get(LABEL_ISVC)
             if owner:
                 self.queue.add((key[0], owner))
@@ -886,8 +886,8 @@ class InferenceServiceController:
             if key[0] == namespace:
                 pods.setdefault(key, pod)
         result: dict[str, list[dict[str, Any]]] = {}
-        for key, pod in pods.items():
-            if key in self._deleted_pods or not _owned_by(pod, uid):
+        for pod in pods.values():
+            if str(pod["metadata"].get("uid")) in self._deleted_pods or not _owned_by(pod, uid):
                 continue
             revision = (pod["metadata"].get("labels") or {}).get(LABEL_KN_REVISION)
             if revision:
@@ -1050,7 +1050,7 @@ class InferenceServiceController:
         namespace, name = object_key(pod)
         await self.client.delete(resource_path("v1", "pods", namespace, name))
         self._created_pods.pop((namespace, name), None)
-        self._deleted_pods.add((namespace, name))
+        self._deleted_pods.add(str(pod["metadata"].get("uid")))
 
 
 def _without_times(status: Mapping[str, Any]) -> dict[str, Any]:

@@ -45,6 +45,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import aiohttp
+
 from kubeloop.local.node import jobstate as js
 from kubeloop.local.node.client import ApiError, Informer, NodeClient, ObjectKey, resource_path
 from kubeloop.local.node.containerlogs import parse_time
@@ -176,7 +178,7 @@ class JobController:
             key = await self.queue.get()
             try:
                 await self.sync(key)
-            except (ApiError, OSError) as exc:
+            except (ApiError, aiohttp.ClientError, OSError) as exc:
                 log.warning('job %s/%s: sync failed (%s); retrying', *key, exc)
                 self._requeue(key, 1.0)
             except Exception:

@@ -29,6 +29,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from kubeloop.local.node import podstatus, scheduling
 from kubeloop.local.node.client import ApiError, Informer, NodeClient, resource_path
 from kubeloop.local.node.containerlogs import LogRequestError, LogServer, LogSource, container_log_dir
@@ -92,6 +94,15 @@ class KubeletController:
     # The Node object.
 
     async def _register_node(self) -> None:
+        """Create (or take over) the Node object; retried while the API server cannot be reached."""
+        while True:
+            try:
+                return await self._register_node_once()
+            except (aiohttp.ClientError, OSError) as exc:
+                log.warning('cannot register the node yet (%s); retrying', exc)
+                await asyncio.sleep(1)
+
+    async def _register_node_once(self) -> None:
         path = resource_path('v1', 'nodes', name=self.settings.node_name)
         try:
             await self.client.create('/api/v1/nodes', node_manifest(self.settings.node_name, self.labels))
@@ -117,7 +128,7 @@ class KubeletController:
             await asyncio.sleep(HEARTBEAT_SECONDS)  # wall time: a fast node clock need not post more often
             try:
                 await self._post_node_status(ready=True)
-            except (ApiError, OSError) as exc:
+            except (ApiError, aiohttp.ClientError, OSError) as exc:
                 log.warning('node heartbeat failed: %s', exc)
 
     # Pods.

@@ -35,6 +35,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from kubeloop.local.node import localnet, podstatus
 from kubeloop.local.node.client import ApiError, NodeClient, resource_path
 from kubeloop.local.node.containerenv import (
@@ -138,10 +140,6 @@ class PodWorker:
     @property
     def pod_dir(self) -> Path:
         return self.node.pods_root / self.uid
-
-    @property
-    def status_path(self) -> str:
-        return resource_path('v1', 'pods', self.namespace, self.name, 'status')
 
     def log_dir(self, container: str) -> Path:
         return container_log_dir(self.node.logs_root, self.namespace, self.name, self.uid, container)
@@ -570,12 +568,19 @@ class PodWorker:
                                           now=self.node.now(), failure=self.failure)
             if status == self._published:
                 return
-            try:
-                written = await self.node.client.patch_status(resource_path('v1', 'pods', self.namespace, self.name),
-                                                              status)
-            except ApiError as exc:
-                log.warning('pod %s/%s: status not written: %s', self.namespace, self.name, exc)
-                return
+            path = resource_path('v1', 'pods', self.namespace, self.name)
+            for attempt in range(3):  # the API server may be restarting: try again shortly
+                try:
+                    written = await self.node.client.patch_status(path, status)
+                    break
+                except ApiError as exc:
+                    log.warning('pod %s/%s: status not written: %s', self.namespace, self.name, exc)
+                    return
+                except (aiohttp.ClientError, OSError) as exc:
+                    log.warning('pod %s/%s: status not written (%s)', self.namespace, self.name, exc)
+                    if attempt == 2:
+                        return
+                    await asyncio.sleep(0.5)
             self._published = status
             if written is not None:
                 self.pod = {**self.pod, 'status': written.get('status', status)}
