@@ -12,7 +12,7 @@ import kopf
 
 from kubeloop.core.kube import KubeClient
 from kubeloop.core.metrics import OPERATOR_METRICS
-from kubeloop.core.reconcile import Reconcilable, resync_all
+from kubeloop.core.reconcile import Reconcilable, Runtime, resync_all
 from kubeloop.core.settings import Settings
 from kubeloop.driftmonitor import handlers as driftmonitor_handlers
 from kubeloop.featureset import handlers as featureset_handlers
@@ -91,6 +91,8 @@ def run(settings: Settings, *, stop_flag: threading.Event | None = None,
         os.environ["KUBECONFIG"] = settings.kubeconfig
     OPERATOR_METRICS.serve(settings.metrics_address, settings.metrics_port)
     registry = build_registry(settings)
+    Runtime.install(Runtime(KubeClient.connect(settings.kubeconfig, field_manager=settings.field_manager),
+                            settings))
     stop_resync = threading.Event()
     Resyncer(settings, stop_resync).start()
     liveness = f"http://{settings.health_address}:{settings.health_port}/healthz"

@@ -157,6 +157,8 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     feature_columns["row"] = pa.array(range(len(feature_rows)), type=pa.int64())
     feature_columns["tag"] = pa.array([f"t{i}" if i % 3 else None for i in range(len(feature_rows))])
     feature_columns["score"] = pa.array([i / 2 if i % 4 else None for i in range(len(feature_rows))], pa.float32())
+    feature_columns["flag"] = pa.array([i % 3 == 1 for i in range(len(feature_rows))])
+    feature_columns["small"] = pa.array([i % 200 for i in range(len(feature_rows))], pa.uint8())
     features = pa.table(feature_columns)
     chunk = draw(st.integers(1, 8))
     features = pa.Table.from_batches(features.to_batches(max_chunksize=chunk), schema=features.schema)
@@ -167,7 +169,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     return {"labels": labels, "features": features, "entities": entity_names, "ttl": ttl}
 
 
-FEATURE_COLUMNS = ["row", "tag", "score", "feature_time"]
+FEATURE_COLUMNS = ["row", "tag", "score", "flag", "small", "feature_time"]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -397,6 +399,8 @@ def test_dates_and_integer_timestamps() -> None:
     features = pa.table({"customer_id": [1, 1], "ts": pa.array([0, 10], pa.int32()), "spend": ["a", "b"]})
     labels = pa.table({"customer_id": [1, 1, 1], "event_time": pa.array([9, 10, 14], pa.int64())})
     assert join(labels, features, ttl=3)["spend"].to_pylist() == [None, "b", None]
+    with pytest.raises(TypeError, match="ttl is an integer in the same units"):
+        join(labels, features, ttl=timedelta(seconds=3))
     features = pa.table({"customer_id": [1], "ts": pa.array([datetime(2024, 1, 1)], pa.timestamp("ms")), "spend": ["x"]})
     labels = pa.table({"customer_id": [1, 1], "event_time": pa.array([datetime(2023, 12, 31).date(),
                                                                        datetime(2024, 1, 1).date()])})
@@ -434,6 +438,7 @@ def test_feature_columns_choose_what_is_joined() -> None:
         ({"ttl": 5}, TypeError, "timedelta or a duration string"),
         ({"ttl": "soon"}, ValueError, "invalid duration"),
         ({"entities": []}, ValueError, "at least one column"),
+        ({"entities": ["customer_id", "customer_id"]}, ValueError, "duplicated columns"),
         ({"entities": ["nope"]}, KeyError, "no column 'nope'"),
         ({"feature_columns": ["is_fraud"]}, KeyError, "no column 'is_fraud'"),
     ],

@@ -9,6 +9,7 @@ not retry until the spec changes), status written only where it changed, and met
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ from kubernetes.client.exceptions import ApiException
 from kubeloop.core import conditions
 from kubeloop.core.apimodel import ResourceDefinition, SpecError, parse_spec
 from kubeloop.core.kube import KubeClient, resource_type
+from kubeloop.core.labels import owner_label_key
 from kubeloop.core.metrics import OPERATOR_METRICS, OperatorMetrics
+from kubeloop.core.settings import Settings
 
 INVALID_SPEC = "InvalidSpec"
 ACCEPTED = "Accepted"
@@ -41,8 +44,66 @@ class Observed:
     now: datetime
 
 
+class Runtime:
+    """What reconciles need from the running operator: the API client, settings, and object
+    store clients per namespace (credentials come from the namespace's Secret).
+
+    One per operator process (`Runtime.install`); unit tests of pure code never need it.
+    """
+
+    current: Runtime | None = None
+
+    def __init__(self, client: KubeClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self._stores: dict[str, tuple[str, Any]] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def install(cls, runtime: Runtime) -> Runtime:
+        cls.current = runtime
+        return runtime
+
+    @classmethod
+    def get(cls) -> Runtime:
+        if cls.current is None:
+            raise RuntimeError("the operator runtime is not installed (Runtime.install)")
+        return cls.current
+
+    def store_for(self, namespace: str) -> Any:
+        """The ObjectStore for workloads in `namespace`, from its object-store Secret.
+
+        Raises `ObjectStoreNotConfigured` (a user-facing message) when the Secret is missing
+        or incomplete. Cached per Secret resourceVersion, so rotated credentials are picked up.
+        """
+        from kubeloop.store import ObjectStore, StoreConfig, StoreConfigError
+
+        name = self.settings.object_store.secret_name
+        secret = self.client.get("v1", "Secret", namespace, name)
+        if secret is None:
+            raise ObjectStoreNotConfigured(
+                f'Secret "{name}" with the object store credentials does not exist in namespace '
+                f'"{namespace}"; create it (keys accessKey, secretKey; `kubeloop up` creates it in "default")')
+        version = str(secret.get("metadata", {}).get("resourceVersion", ""))
+        with self._lock:
+            cached = self._stores.get(namespace)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            try:
+                store = ObjectStore(StoreConfig.from_secret(self.settings.object_store, secret))
+            except StoreConfigError as exc:
+                raise ObjectStoreNotConfigured(str(exc)) from None
+            self._stores[namespace] = (version, store)
+            return store
+
+
+class ObjectStoreNotConfigured(Exception):
+    """The object store cannot be used for a namespace; the message tells the user what to do."""
+
+
 Reconciler = Callable[[Any, Observed], dict[str, Any]]
-"""A kind's reconcile: (validated spec model, observed) -> the new full status."""
+"""A kind's reconcile: (validated spec model, observed) -> the new full status. It may do I/O
+through `Runtime.get()` (apply children, read the store) but decides with pure functions."""
 
 
 def observed_from(body: Mapping[str, Any], now: datetime) -> Observed:
@@ -142,8 +203,12 @@ def accepted_status(previous: Mapping[str, Any], observed: Observed, *, waiting_
             "observedGeneration": observed.generation, "conditions": conds}
 
 
+ChildResource = tuple[str, str, str]
+"""(group, version, plural) of a kind of child object, e.g. ("batch", "v1", "jobs")."""
+
+
 def register_reconciler(registry: kopf.OperatorRegistry, definition: ResourceDefinition,
-                        reconcile: Reconciler) -> None:
+                        reconcile: Reconciler, *, children: Sequence[ChildResource] = ()) -> None:
     """Register the event-driven half of `definition`'s level-triggered reconcile with kopf.
 
     Create, update (of the spec) and resume run the same function; running it twice changes
@@ -168,10 +233,32 @@ def register_reconciler(registry: kopf.OperatorRegistry, definition: ResourceDef
         else:
             OPERATOR_METRICS.phases.observe(*key, (body.get("status") or {}).get("phase"))
 
+    owner_label = owner_label_key(definition.kind)
+
+    def child_changed(body: kopf.Body, **_: Any) -> None:
+        # A child (Job, CronJob, InferenceService ...) changed: reconcile its owner now, so
+        # status follows the child without waiting for the periodic resync.
+        meta = body.get("metadata", {})
+        owner_name = (meta.get("labels") or {}).get(owner_label)
+        if not owner_name:
+            return
+        runtime = Runtime.get()
+        owner = runtime.client.get(definition.api_version, definition.kind, meta.get("namespace"), owner_name)
+        if owner is not None and owner.get("metadata", {}).get("uid") in _owner_uids(meta):
+            resync_object(runtime.client, Reconcilable(definition, reconcile), owner,
+                          now=datetime.now(UTC))
+
+    for group, version, plural in children:
+        kopf.on.event(group, version, plural, id=f"{definition.plural}-owner", registry=registry,
+                      labels={owner_label: kopf.PRESENT})(child_changed)
     kopf.on.create(*resource, id="reconcile", registry=registry)(reconcile_handler)
     kopf.on.update(*resource, id="reconcile", registry=registry, field="spec")(reconcile_handler)
     kopf.on.resume(*resource, id="reconcile", registry=registry)(reconcile_handler)
     kopf.on.event(*resource, id="track-phase", registry=registry)(track_phase)
+
+
+def _owner_uids(meta: Mapping[str, Any]) -> set[str]:
+    return {ref.get("uid", "") for ref in meta.get("ownerReferences") or []}
 
 
 @dataclass(frozen=True)

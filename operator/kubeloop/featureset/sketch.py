@@ -72,11 +72,14 @@ class Moments:
             self.count, self.mean, self.m2, self.min, self.max = count, mean, m2, lo, hi
             return
         total = self.count + count
-        # A weighted mean cannot overflow (|mean| <= max |value|) where mean + delta * w could.
         with np.errstate(over="ignore", invalid="ignore"):
             delta = mean - self.mean
             self.m2 += m2 + delta * delta * (self.count * count / total)
-        self.mean = self.mean * (self.count / total) + mean * (count / total)
+        if np.isfinite(delta):
+            self.mean += delta * (count / total)
+        else:
+            # Means of opposite signs near 1e308: their difference overflows, a weighted mean cannot.
+            self.mean = self.mean * (self.count / total) + mean * (count / total)
         self.count = total
         self.min = min(self.min, lo)
         self.max = max(self.max, hi)

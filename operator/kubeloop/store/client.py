@@ -196,8 +196,9 @@ class ObjectStore:
             sent = reader.hasher.result()
             if sent.sha256 != expected.sha256 or sent.size != expected.size:
                 self._delete_quietly([key])
+                what = source if isinstance(source, Path) else "the data"
                 raise DigestMismatch(
-                    f"{source if isinstance(source, Path) else 'the data'} changed while it was uploaded to {self.uri(key)}: it had "
+                    f"{what} changed while it was uploaded to {self.uri(key)}: it had "
                     f"{expected.digest} ({expected.size} bytes) when hashed and {sent.digest} "
                     f"({sent.size} bytes) when sent; the object was removed",
                     key=key, expected=expected.digest, actual=sent.digest)
