@@ -80,3 +80,28 @@ def test_up_serves_kubectl_and_ctrl_c_leaves_nothing_running(tmp_path: Path):
     finally:
         if up.poll() is None:
             up.kill()
+
+
+def test_down_stops_an_environment_started_elsewhere(tmp_path: Path):
+    state = tmp_path / "state"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "kubeloop", "up", "--state-dir", str(state)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        read_until(up, "Press Ctrl-C")
+        run = json.loads((state / "run.json").read_text())
+        pieces = [psutil.Process(pid) for pid in run["pids"].values()]
+        down = subprocess.run([sys.executable, "-m", "kubeloop", "down", "--state-dir", str(state)],
+                              capture_output=True, text=True, timeout=120)
+        assert down.returncode == 0, down.stderr
+        assert "stopped" in down.stdout
+        up.wait(timeout=60)
+        _, alive = psutil.wait_procs(pieces, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
+        again = subprocess.run([sys.executable, "-m", "kubeloop", "down", "--state-dir", str(state)],
+                               capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0 and "nothing is running" in again.stdout
+    finally:
+        if up.poll() is None:
+            up.kill()
