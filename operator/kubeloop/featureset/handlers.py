@@ -1,18 +1,253 @@
-"""kopf glue for FeatureSet: validate, reconcile, write status (see core.reconcile)."""
+"""kopf glue for FeatureSet: build the desired children, apply them, read what they produced,
+derive the status (see core.reconcile for validation and the one status write).
+
+One pass, the same for create, update, resume, a child's change and the periodic resync:
+
+1. the CronJob (when `spec.schedule` is set) is applied; removing the schedule deletes it;
+2. the FeatureSet's Jobs are listed by label (one-off Jobs it owns, Jobs its CronJob made);
+3. the object store is read: published versions and run records. A missing Secret or an
+   unreachable store becomes a condition, never a failed pass;
+4. the one-off Job of the current spec generation is created unless it exists or its run
+   is already recorded; running one-off Jobs of an older spec are deleted;
+5. `status.compute_status` derives the status; Events are posted for a new version or a
+   failed run.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
-from kubeloop.core.reconcile import Observed, accepted_status, register_reconciler
-from kubeloop.featureset.api import RESOURCE
+from kubeloop.core.conditions import timestamp
+from kubeloop.core.kube import KubeClient, api_errors_translated
+from kubeloop.core.labels import owner_label_key
+from kubeloop.core.naming import short_hash
+from kubeloop.core.reconcile import ObjectStoreNotConfigured, Observed, Runtime, register_reconciler
+from kubeloop.featureset import desired, status
+from kubeloop.featureset.api import RESOURCE, FeatureSetSpec
+from kubeloop.store import CorruptObject, DigestMismatch, NotFound, ObjectStore, StoreError, Version
+from kubeloop.store.layout import version_id_of_manifest_key, versions_folder
+
+log = logging.getLogger("kubeloop.featureset")
+
+CHILDREN = [("batch", "v1", "jobs"), ("batch", "v1", "cronjobs")]
+EVENT_SOURCE = "kubeloop-operator"
 
 
-def reconcile(spec: Any, observed: Observed) -> dict[str, Any]:
-    return accepted_status(observed.status, observed, waiting_for="waiting for the first materialization")
+def reconcile(spec: FeatureSetSpec, observed: Observed) -> dict[str, Any]:
+    runtime = Runtime.get()
+    client, settings = runtime.client, runtime.settings
+    owner = desired.Owner(name=observed.name, namespace=observed.namespace, uid=observed.uid,
+                          generation=observed.generation or 1)
+    prefix = desired.store_prefix(owner.namespace, owner.name)
+    with api_errors_translated(f"reconciling the CronJob and Jobs of FeatureSet {owner.namespace}/{owner.name}"):
+        cronjob = apply_cronjob(client, desired.desired_cronjob(spec, owner, settings), owner)
+        jobs = materialization_jobs(client, owner, cronjob)
+
+    store, versions, store_error = None, None, None
+    try:
+        store = runtime.store_for(owner.namespace)
+        versions = published_versions(store, prefix)
+    except (ObjectStoreNotConfigured, StoreError) as error:
+        store_error = f"cannot read the object store: {error}"
+        log.info("FeatureSet %s/%s: %s", owner.namespace, owner.name, store_error)
+
+    job_name = desired.materialization_job_name(owner)
+    with api_errors_translated(f"creating the materialization Job {owner.namespace}/{job_name}"):
+        recorded = run_recorded(store, prefix, job_name, versions) if store is not None and versions is not None else False
+        if desired.needs_materialization_job(job_name, jobs, run_recorded=recorded):
+            jobs = [*jobs, client.apply(desired.desired_materialization_job(spec, owner, settings))]
+        for name in desired.superseded_jobs(jobs, owner):
+            log.info("FeatureSet %s/%s: deleting Job %s of an older spec", owner.namespace, owner.name, name)
+            client.delete("batch/v1", "Job", owner.namespace, name)
+            jobs = [job for job in jobs if job["metadata"]["name"] != name]
+
+    last_run = None
+    if store is not None and versions is not None:
+        try:
+            last_run = read_last_run(store, prefix, jobs)
+        except StoreError as error:
+            store_error = f"cannot read the run records: {error}"
+
+    new_status = status.compute_status(
+        spec, observed, jobs=jobs, versions=versions, last_run=last_run, store_error=store_error,
+        now=observed.now, bucket=settings.object_store.bucket, prefix=prefix)
+    if settings.post_events:
+        for event in status.transition_events(observed.status, new_status):
+            post_event(client, observed, event)
+    return new_status
 
 
 def register(registry: kopf.OperatorRegistry) -> None:
-    register_reconciler(registry, RESOURCE, reconcile)
+    register_reconciler(registry, RESOURCE, reconcile, children=CHILDREN)
+
+
+# -- children -----------------------------------------------------------------------------------
+
+
+def apply_cronjob(client: KubeClient, manifest: Mapping[str, Any] | None,
+                  owner: desired.Owner) -> Mapping[str, Any] | None:
+    """Apply the CronJob, or delete ours when the spec has no schedule; the CronJob or None."""
+    if manifest is not None:
+        return client.apply(manifest)
+    name = desired.cronjob_name(owner)
+    existing = client.get("batch/v1", "CronJob", owner.namespace, name)
+    if existing is not None and desired.owned_by(existing, [owner.uid]):
+        log.info("FeatureSet %s/%s: schedule removed, deleting CronJob %s", owner.namespace, owner.name, name)
+        client.delete("batch/v1", "CronJob", owner.namespace, name)
+    return None
+
+
+def materialization_jobs(client: KubeClient, owner: desired.Owner,
+                         cronjob: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The FeatureSet's Jobs: its one-off Jobs and those its CronJob created."""
+    owners = [owner.uid]
+    if cronjob is not None:
+        owners.append(cronjob["metadata"]["uid"])
+    selector = f"{owner_label_key(RESOURCE.kind)}={owner.name[:63]}"
+    return [job for job in client.list("batch/v1", "Job", owner.namespace, label_selector=selector)
+            if desired.owned_by(job, owners)]
+
+
+# -- the object store ---------------------------------------------------------------------------
+
+
+class _ManifestCache:
+    """Version manifests already read. They are immutable (content-addressed, never
+    overwritten), so each is read once per operator process, not on every pass."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[tuple[str, str, str], Version] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> Version | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str, str], version: Version) -> None:
+        with self._lock:
+            self._items[key] = version
+            self._items.move_to_end(key)
+            while len(self._items) > self._capacity:
+                self._items.popitem(last=False)
+
+
+_MANIFESTS = _ManifestCache()
+_READ_WORKERS = 8
+
+
+def published_versions(store: ObjectStore, prefix: str) -> list[Version]:
+    """Every version published under `prefix`, oldest first (as `ObjectStore.list_versions`,
+    reading only the manifests this process has not read before)."""
+    ids = [version_id for info in store.list_objects(versions_folder(prefix), recursive=False)
+           if (version_id := version_id_of_manifest_key(prefix, info.key)) is not None]
+
+    def read(version_id: str) -> Version | None:
+        key = (store.bucket, prefix, version_id)
+        cached = _MANIFESTS.get(key)
+        if cached is not None:
+            return cached
+        try:
+            version = store.read_manifest(prefix, version_id)
+        except (NotFound, CorruptObject, DigestMismatch) as error:
+            log.warning("object store: skipping version %s of %s: %s", version_id, prefix, error)
+            return None
+        _MANIFESTS.put(key, version)
+        return version
+
+    if len(ids) <= 1:
+        found = [read(version_id) for version_id in ids]
+    else:
+        with ThreadPoolExecutor(max_workers=min(_READ_WORKERS, len(ids))) as pool:
+            found = list(pool.map(read, ids))
+    return sorted((v for v in found if v is not None), key=lambda v: (v.created, v.id))
+
+
+def run_key(prefix: str, run_id: str) -> str:
+    """Where the materializer writes the record of run `run_id` (its contract)."""
+    return f"{prefix}/runs/{run_id}.json"
+
+
+def read_run(store: ObjectStore, prefix: str, run_id: str) -> dict[str, Any] | None:
+    """The run record of `run_id`, or None when there is none (or it is not a JSON object)."""
+    try:
+        document = store.get_json(run_key(prefix, run_id))
+    except NotFound:
+        return None
+    except CorruptObject as error:
+        log.warning("object store: ignoring run record %s: %s", run_key(prefix, run_id), error)
+        return None
+    return dict(document) if isinstance(document, dict) else None
+
+
+def newest_run(store: ObjectStore, prefix: str) -> dict[str, Any] | None:
+    """The most recently written run record under `prefix`, or None."""
+    newest = None
+    for info in store.list_objects(f"{prefix}/runs/", recursive=False):
+        if info.key.endswith(".json") and (newest is None or (info.last_modified, info.key)
+                                           > (newest.last_modified, newest.key)):
+            newest = info
+    if newest is None:
+        return None
+    return read_run(store, prefix, newest.key[len(f"{prefix}/runs/"):-len(".json")])
+
+
+def read_last_run(store: ObjectStore, prefix: str, jobs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The run record that decides `Materialized` (see `status.run_id_to_read`)."""
+    run_id = status.run_id_to_read(jobs)
+    if run_id is not None:
+        return read_run(store, prefix, run_id)
+    return newest_run(store, prefix) if not jobs else None
+
+
+def run_recorded(store: ObjectStore, prefix: str, run_id: str, versions: Sequence[Version]) -> bool:
+    """Whether run `run_id` already happened: a record, or a version it published."""
+    if any(v.manifest.get("runId") == run_id for v in versions):
+        return True
+    try:
+        return store.exists(run_key(prefix, run_id))
+    except StoreError:
+        return False
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+def post_event(client: KubeClient, observed: Observed, event: status.Event) -> None:
+    """Post `event` about the FeatureSet. The name is derived from its content, so two passes
+    that see the same transition post it once (the second create is refused as a conflict)."""
+    digest = short_hash(f"{observed.uid}/{event.type}/{event.reason}/{event.message}", 16)
+    when = timestamp(observed.now)
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{observed.name[:200]}.{digest}", "namespace": observed.namespace},
+        "involvedObject": {"apiVersion": RESOURCE.api_version, "kind": RESOURCE.kind, "name": observed.name,
+                           "namespace": observed.namespace, "uid": observed.uid},
+        "type": event.type,
+        "reason": event.reason,
+        "message": event.message[:1024],
+        "source": {"component": EVENT_SOURCE},
+        "reportingComponent": EVENT_SOURCE,
+        "reportingInstance": EVENT_SOURCE,
+        "firstTimestamp": when,
+        "lastTimestamp": when,
+        "count": 1,
+    }
+    try:
+        client.request("POST", f"/api/v1/namespaces/{observed.namespace}/events", body=body)
+    except ApiException as exc:
+        if exc.status != 409:  # 409: this transition was already reported
+            log.warning("could not post event %s about FeatureSet %s/%s: %s", event.reason,
+                        observed.namespace, observed.name, exc.reason)

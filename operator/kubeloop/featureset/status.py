@@ -1,0 +1,381 @@
+"""A FeatureSet's status, derived from what exists: its Jobs, its versions and run records in
+the object store. Pure (no I/O, no clock: `now` is a parameter), so each decision has exact
+unit tests.
+
+Where each fact comes from:
+
+- versions (`latestVersion`, `versions[]`, `rows`, `schema`, `profileUri`,
+  `lastMaterializedTime`): the version manifests the materializer publishes under
+  `featuresets/<namespace>/<name>`. They are immutable, so when the store cannot be read the
+  previous status keeps them rather than forgetting them;
+- the outcome of the newest materialization (`Materialized`): the newest Job (the one-off Job
+  of a spec change or one the CronJob created) and the run record the materializer wrote for it
+  (`runs/<Job name>.json`), which names the reason (ContractViolated, SourceUnavailable ...)
+  and says which column, rule and count broke the contract. Jobs are deleted some time after
+  they finish; the newest run record then stands for them.
+
+The decisions are chains of small functions returning a `Decision` (status, reason, message),
+as cert-manager writes them:
+
+- `Materialized`: the newest run's outcome (True: it published a version; False: it failed,
+  with the materializer's reason and message; Unknown: running, waiting, or unknowable
+  because the object store cannot be read);
+- `Ready`: a version exists to train on. It stays True with the previous `latestVersion` when
+  a newer materialization fails: a broken batch of data must not take away the last good one;
+- `phase`: Materializing while a Job runs, else Ready once a version exists, else Failed when
+  the newest materialization failed, else Pending.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol
+
+from kubeloop.core import conditions
+from kubeloop.core.reconcile import Observed
+from kubeloop.featureset.api import ConditionType, FeatureSetSpec, Reason
+from kubeloop.featureset.desired import job_finished
+
+# Newest versions listed in status; older ones stay in the object store.
+MAX_VERSIONS_IN_STATUS = 10
+# The object store cannot be read (no credentials Secret, unreachable, access denied): the
+# outcome of a finished materialization is unknown until it can. Not in `api.Reason` (which
+# lists the materializer's outcomes); the message says what to fix.
+OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
+# Run record outcomes (the materializer's contract).
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+
+# Reasons a failed run record may carry; any other becomes MaterializationFailed.
+_FAILURE_REASONS = frozenset({Reason.CONTRACT_VIOLATED, Reason.SOURCE_UNAVAILABLE, Reason.SECRET_NOT_FOUND,
+                              Reason.MATERIALIZATION_FAILED})
+# File names the materializer may give a version's reference profile.
+PROFILE_FILES = ("profile.json", "profile.json.gz", "reference_profile.json")
+
+
+class Decision(NamedTuple):
+    """The value of one condition."""
+
+    status: conditions.ConditionStatus
+    reason: str
+    message: str
+
+
+class StoredFile(Protocol):
+    key: str
+
+
+class StoredVersion(Protocol):
+    """What status needs of a published version (`kubeloop.store.Version` has it)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def created(self) -> datetime: ...
+
+    @property
+    def files(self) -> Mapping[str, Any]: ...
+
+    @property
+    def manifest(self) -> Mapping[str, Any]: ...
+
+
+# -- Jobs ---------------------------------------------------------------------------------------
+
+
+def _job_name(job: Mapping[str, Any]) -> str:
+    return str(job["metadata"]["name"])
+
+
+def newest_job(jobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The most recently created Job (ties: the later start, then the name)."""
+    if not jobs:
+        return None
+
+    def order(job: Mapping[str, Any]) -> tuple[str, str, str]:
+        return (str(job["metadata"].get("creationTimestamp") or ""),
+                str((job.get("status") or {}).get("startTime") or ""), _job_name(job))
+
+    return max(jobs, key=order)
+
+
+def job_condition(job: Mapping[str, Any], type_: str) -> Mapping[str, Any] | None:
+    return conditions.find_condition((job.get("status") or {}).get("conditions"), type_)
+
+
+def job_failed(job: Mapping[str, Any]) -> bool:
+    return (job_condition(job, "Failed") or {}).get("status") == "True"
+
+
+def job_started(job: Mapping[str, Any]) -> bool:
+    """A pod of the Job exists (pending or running): the Job is no longer waiting to start."""
+    return int((job.get("status") or {}).get("active") or 0) > 0
+
+
+def running_job(jobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The newest Job if it has started and not finished."""
+    job = newest_job(jobs)
+    return job if job is not None and not job_finished(job) and job_started(job) else None
+
+
+def run_id_to_read(jobs: Sequence[Mapping[str, Any]]) -> str | None:
+    """Whose run record decides `Materialized`: the newest Job's once it has finished.
+
+    None when there is no finished newest Job: then the newest record in the store (if any)
+    stands for runs whose Jobs are gone.
+    """
+    job = newest_job(jobs)
+    return _job_name(job) if job is not None and job_finished(job) else None
+
+
+# -- versions -----------------------------------------------------------------------------------
+
+
+def timestamp(moment: datetime) -> str:
+    return conditions.timestamp(moment.astimezone(UTC))
+
+
+def _rows(version: StoredVersion) -> int | None:
+    rows = version.manifest.get("rows")
+    return rows if isinstance(rows, int) and not isinstance(rows, bool) else None
+
+
+def version_entry(version: StoredVersion, manifest_uri: str) -> dict[str, Any]:
+    """One item of `status.versions`."""
+    entry: dict[str, Any] = {"id": version.id, "digest": version.digest, "uri": manifest_uri,
+                             "createdTime": timestamp(version.created)}
+    rows = _rows(version)
+    if rows is not None:
+        entry["rows"] = rows
+    return entry
+
+
+def schema_of(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
+    """`status.schema` from a version manifest's schema: a list of {name, dtype, role}, or a
+    mapping of column name to dtype (or to {dtype, role})."""
+    schema = manifest.get("schema")
+    columns: list[dict[str, str]] = []
+    if isinstance(schema, list):
+        for column in schema:
+            if isinstance(column, Mapping) and column.get("name"):
+                columns.append({key: str(column[key]) for key in ("name", "dtype", "role") if column.get(key)})
+    elif isinstance(schema, Mapping):
+        for name, value in schema.items():
+            if isinstance(value, Mapping):
+                columns.append({"name": str(name), **{key: str(value[key]) for key in ("dtype", "role")
+                                                      if value.get(key)}})
+            else:
+                columns.append({"name": str(name), "dtype": str(value)})
+    return columns
+
+
+def profile_key(version: StoredVersion) -> str | None:
+    """The object key of the version's reference profile, if the version has one."""
+    named = version.manifest.get("profile")
+    for name in ((named,) if isinstance(named, str) else ()) + PROFILE_FILES:
+        entry = version.files.get(name)
+        if entry is not None:
+            return str(entry.key)
+    return None
+
+
+def version_fields(versions: Sequence[StoredVersion], *, bucket: str, prefix: str) -> dict[str, Any]:
+    """The status fields that describe the published versions (`versions` oldest first)."""
+    if not versions:
+        return {}
+    newest_first = list(reversed(versions))[:MAX_VERSIONS_IN_STATUS]
+    latest = newest_first[0]
+    fields: dict[str, Any] = {
+        "latestVersion": latest.id,
+        "versions": [version_entry(v, f"s3://{bucket}/{prefix}/versions/{v.id}.json") for v in newest_first],
+        "lastMaterializedTime": timestamp(latest.created),
+    }
+    rows = _rows(latest)
+    if rows is not None:
+        fields["rows"] = rows
+    schema = schema_of(latest.manifest)
+    if schema:
+        fields["schema"] = schema
+    profile = profile_key(latest)
+    if profile is not None:
+        fields["profileUri"] = f"s3://{bucket}/{profile}"
+    return fields
+
+
+VERSION_FIELDS = ("latestVersion", "versions", "rows", "schema", "profileUri", "lastMaterializedTime")
+
+
+def kept_version_fields(previous: Mapping[str, Any]) -> dict[str, Any]:
+    """The version fields of the previous status (when the store cannot be read now)."""
+    return {key: previous[key] for key in VERSION_FIELDS if key in previous}
+
+
+# -- decisions ----------------------------------------------------------------------------------
+
+
+def run_outcome(run: Mapping[str, Any]) -> Decision:
+    """`Materialized` from a run record the materializer wrote."""
+    run_id = run.get("runId") or "?"
+    if run.get("outcome") == SUCCEEDED:
+        rows = run.get("rows")
+        counted = f" with {rows} rows" if isinstance(rows, int) else ""
+        return Decision("True", Reason.MATERIALIZED,
+                        f"run {run_id} published version {run.get('version') or '?'}{counted}")
+    reason = str(run.get("reason") or "")
+    if reason not in _FAILURE_REASONS:
+        reason = Reason.MATERIALIZATION_FAILED
+    message = str(run.get("message") or "").strip() or f"the materializer reported {run.get('reason') or 'a failure'}"
+    return Decision("False", reason, f"{message} (run {run_id})")
+
+
+def failed_job_outcome(job: Mapping[str, Any]) -> Decision:
+    """`Materialized` for a failed Job that left no run record (it crashed, was killed, or could
+    not start: the Job's own condition says which)."""
+    name = _job_name(job)
+    failed = job_condition(job, "Failed") or {}
+    why = ": ".join(str(part) for part in (failed.get("reason"), failed.get("message")) if part)
+    return Decision("False", Reason.MATERIALIZATION_FAILED,
+                    f"Job {name} failed without a run record ({why or 'no reason given'}); "
+                    f"see `kubectl logs job/{name}`")
+
+
+def unfinished_job_outcome(job: Mapping[str, Any]) -> Decision:
+    name = _job_name(job)
+    if job_started(job):
+        return Decision("Unknown", Reason.MATERIALIZING, f"Job {name} is materializing")
+    return Decision("Unknown", Reason.PENDING, f"waiting for Job {name} to start")
+
+
+def completed_job_outcome(job: Mapping[str, Any], versions: Sequence[StoredVersion]) -> Decision:
+    """`Materialized` for a Job that completed but whose run record is missing: the version it
+    published (its manifest names the run) says it succeeded."""
+    name = _job_name(job)
+    for version in reversed(versions):
+        if version.manifest.get("runId") == name:
+            return Decision("True", Reason.MATERIALIZED, f"run {name} published version {version.id}")
+    return Decision("False", Reason.MATERIALIZATION_FAILED,
+                    f"Job {name} completed but wrote neither a run record nor a version; "
+                    f"see `kubectl logs job/{name}`")
+
+
+def materialized(jobs: Sequence[Mapping[str, Any]], versions: Sequence[StoredVersion],
+                 last_run: Mapping[str, Any] | None, store_error: str | None,
+                 schedule: str | None = None) -> Decision:
+    """The `Materialized` condition: the outcome of the newest materialization."""
+    job = newest_job(jobs)
+    finished = job is not None and job_finished(job)
+    if job is not None and finished and last_run is not None and last_run.get("runId") == _job_name(job):
+        return run_outcome(last_run)
+    if job is not None and finished and job_failed(job):
+        return failed_job_outcome(job)
+    if store_error is not None:
+        running = f"; Job {_job_name(job)} is not finished" if job is not None and not finished else ""
+        return Decision("Unknown", OBJECT_STORE_UNAVAILABLE, f"{store_error}{running}")
+    if job is not None and not finished:
+        return unfinished_job_outcome(job)
+    if job is not None:
+        return completed_job_outcome(job, versions)
+    if last_run is not None:
+        return run_outcome(last_run)
+    if versions:
+        return Decision("True", Reason.MATERIALIZED, f"version {versions[-1].id} is the newest")
+    scheduled = f'; the schedule "{schedule}" runs the next one' if schedule else ""
+    return Decision("Unknown", Reason.PENDING, f"no materialization has run yet{scheduled}")
+
+
+def readiness(latest_version: str | None, rows: int | None, outcome: Decision) -> Decision:
+    """The `Ready` condition: a version exists to train on, even when a newer run failed."""
+    if latest_version is not None:
+        counted = f" ({rows} rows)" if rows is not None else ""
+        message = f"version {latest_version}{counted} is available"
+        if outcome.status == "False":
+            message += (f"; the newest materialization failed ({outcome.reason}), "
+                        "see the Materialized condition")
+        return Decision("True", Reason.VERSION_AVAILABLE, message)
+    if outcome.status == "False":
+        return outcome
+    return Decision("Unknown", Reason.AWAITING_FIRST_VERSION, outcome.message)
+
+
+def phase_of(jobs: Sequence[Mapping[str, Any]], latest_version: str | None, outcome: Decision) -> str:
+    if running_job(jobs) is not None:
+        return "Materializing"
+    if latest_version is not None:
+        return "Ready"
+    if outcome.status == "False":
+        return "Failed"
+    return "Pending"
+
+
+# -- the whole status ---------------------------------------------------------------------------
+
+
+def compute_status(
+    spec: FeatureSetSpec,
+    observed: Observed,
+    *,
+    jobs: Sequence[Mapping[str, Any]],
+    versions: Sequence[StoredVersion] | None,
+    last_run: Mapping[str, Any] | None,
+    store_error: str | None,
+    now: datetime,
+    bucket: str,
+    prefix: str,
+) -> dict[str, Any]:
+    """The FeatureSet's new status.
+
+    `jobs`: its materialization Jobs (one-off and CronJob-made). `versions`: the published
+    versions, oldest first, or None when the store could not be read (`store_error` says why;
+    the previous status's version fields are kept). `last_run`: the run record of
+    `run_id_to_read(jobs)`, or the newest one in the store when that is None.
+    """
+    previous = observed.status
+    generation = observed.generation
+    if versions is None:
+        fields = kept_version_fields(previous)
+        known_versions: Sequence[StoredVersion] = ()
+    else:
+        fields = version_fields(versions, bucket=bucket, prefix=prefix)
+        known_versions = versions
+    outcome = materialized(jobs, known_versions, last_run, store_error, spec.schedule)
+    latest = fields.get("latestVersion")
+    ready = readiness(latest, fields.get("rows"), outcome)
+
+    conds = conditions.set_condition(previous.get("conditions"), ConditionType.ACCEPTED, "True",
+                                     Reason.SPEC_VALID, "the spec is valid", now=now, generation=generation)
+    conds = conditions.set_condition(conds, ConditionType.MATERIALIZED, *outcome, now=now, generation=generation)
+    conds = conditions.set_condition(conds, ConditionType.READY, *ready, now=now, generation=generation)
+    return {
+        "phase": phase_of(jobs, latest, outcome),
+        **fields,
+        "observedGeneration": generation,
+        "conditions": conds,
+    }
+
+
+class Event(NamedTuple):
+    """A Kubernetes Event to post about the FeatureSet."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+def transition_events(previous: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
+    """Events for what changed and a user should hear of: a new version, a failed run."""
+    events: list[Event] = []
+    latest = new.get("latestVersion")
+    if latest and latest != previous.get("latestVersion"):
+        rows = new.get("rows")
+        counted = f" with {rows} rows" if rows is not None else ""
+        events.append(Event("Normal", Reason.MATERIALIZED, f"published version {latest}{counted}"))
+    before = conditions.find_condition(previous.get("conditions"), ConditionType.MATERIALIZED) or {}
+    after = conditions.find_condition(new.get("conditions"), ConditionType.MATERIALIZED) or {}
+    if after.get("status") == "False" and (before.get("status"), before.get("message")) != ("False", after.get("message")):
+        events.append(Event("Warning", str(after.get("reason")), str(after.get("message"))))
+    return events
