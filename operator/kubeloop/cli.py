@@ -91,6 +91,43 @@ def _run_cronjob(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_for(args: argparse.Namespace) -> object:
+    """The object store of namespace `args.namespace`, from its object-store Secret in the cluster."""
+    from kubeloop.core.kube import KubeClient
+    from kubeloop.core.settings import Settings
+    from kubeloop.store import ObjectStore, StoreConfig
+
+    settings = Settings.from_env(os.environ)
+    client = KubeClient.connect(args.kubeconfig or os.environ.get("KUBECONFIG"))
+    try:
+        secret = client.get("v1", "Secret", args.namespace, settings.object_store.secret_name)
+    finally:
+        client.close()
+    if secret is None:
+        raise SystemExit(f"kubeloop: no Secret {settings.object_store.secret_name!r} in namespace "
+                         f"{args.namespace!r}: it holds the object store credentials")
+    return ObjectStore(StoreConfig.from_secret(settings.object_store, secret))
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from kubeloop.store import StoreError
+    from kubeloop.trainingrun import runs
+
+    store = _store_for(args)
+    try:
+        if args.runs_command == "list":
+            print(runs.format_run_list(runs.list_runs(store, args.namespace)))  # type: ignore[arg-type]
+        elif args.runs_command == "show":
+            print(runs.show_run(store, args.namespace, args.name))  # type: ignore[arg-type]
+        else:
+            print(runs.compare_runs(store, args.namespace, args.names, args.png))  # type: ignore[arg-type]
+            print(f"learning curves: {args.png}")
+    except StoreError as exc:
+        print(f"kubeloop runs: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubeloop",
@@ -126,6 +163,23 @@ def build_parser() -> argparse.ArgumentParser:
     down = commands.add_parser("down", help="stop a local environment started by `kubeloop up`")
     down.add_argument("--state-dir", help="the state directory given to `kubeloop up`")
     down.set_defaults(handler=_down)
+
+    runs = commands.add_parser("runs", help="training runs as recorded in the object store (experiment tracking)",
+                               description="Read the run records TrainingRuns write: parameters, per-epoch "
+                                           "metrics, environment, data and artifact digests.")
+    runs_commands = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    for action, text in (("list", "every run in the namespace, with its key metric"),
+                         ("show", "one run in full"),
+                         ("compare", "runs side by side, and their learning curves as a PNG")):
+        sub = runs_commands.add_parser(action, help=text)
+        sub.add_argument("--namespace", "-n", default="default")
+        sub.add_argument("--kubeconfig", help="default: $KUBECONFIG")
+        if action == "show":
+            sub.add_argument("name", help="the TrainingRun")
+        if action == "compare":
+            sub.add_argument("names", nargs="+", help="TrainingRuns to compare")
+            sub.add_argument("--png", default="learning-curves.png", help="where to write the plot")
+        sub.set_defaults(handler=_runs)
 
     local = commands.add_parser("local", help="pieces of the embedded control plane, run one by one")
     local_commands = local.add_subparsers(dest="local_command", metavar="PIECE")

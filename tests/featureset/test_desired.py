@@ -80,9 +80,16 @@ def built(case: str) -> dict[str, dict[str, Any] | None]:
             "cronjob": desired.desired_cronjob(spec, fs, SETTINGS)}
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Spell every value out: `&id001` / `*id001` make a golden file hard to review."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def golden_text(manifest: dict[str, Any]) -> str:
     # width: the materializer's JSON stays one line, not folded at arbitrary places.
-    return yaml.safe_dump(manifest, sort_keys=False, width=1_000_000)
+    return yaml.dump(manifest, Dumper=_NoAliases, sort_keys=False, width=1_000_000)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from kubeloop.core.kube import KubeClient
-from kubeloop.core.reconcile import Reconcilable, resync_all, resync_object
+from kubeloop.core.reconcile import Reconcilable, Runtime, resync_all, resync_object
+from kubeloop.core.settings import Settings
 from kubeloop.featureset import handlers as featureset_handlers
 from kubeloop.featureset.api import RESOURCE as FEATURESET
 from tests.conftest import KubectlCLI
+from tests.integration.conftest import wait_for
 from tests.integration.test_operator_kubectl import sample
 
 pytestmark = pytest.mark.integration
@@ -21,18 +23,26 @@ pytestmark = pytest.mark.integration
 @pytest.fixture()
 def client(apiserver: Any) -> Iterator[KubeClient]:
     kube = KubeClient.connect(str(apiserver.kubeconfig_path))
+    # Reconciles apply children and read the object store through the runtime, as in the operator.
+    previous = Runtime.current
+    Runtime.install(Runtime(kube, Settings()))
     yield kube
+    Runtime.current = previous
     kube.close()
 
 
 def outdated(kubectl: KubectlCLI, name: str, namespace: str) -> None:
-    """Make the stored status out of date, whether or not an operator already reconciled it
-    (the operator reacts to spec changes only, so it leaves this alone)."""
+    """Make the stored status out of date once the operator has handled the object's creation
+    (it reacts to spec changes and to changes of children, which nothing changes here, so it
+    leaves this alone)."""
+    wait_for(lambda: "kubeloop.dev/last-handled-configuration" in
+             (kubectl.json("get", "fs", name, "-n", namespace)["metadata"].get("annotations") or {}),
+             what=f"the operator to handle the creation of {name}")
     kubectl("patch", "fs", name, "-n", namespace, "--subresource=status", "--type=merge",
             "-p", '{"status": {"observedGeneration": 0}}')
 
 
-def test_resync_writes_status_once_then_nothing(crds_installed: None, kubectl_session: KubectlCLI,
+def test_resync_writes_status_once_then_nothing(operator_process: Any, kubectl_session: KubectlCLI,
                                                 namespace: str, client: KubeClient):
     fs = sample("FeatureSet")
     fs["metadata"] = {"name": "resynced", "namespace": namespace}
@@ -45,7 +55,7 @@ def test_resync_writes_status_once_then_nothing(crds_installed: None, kubectl_se
     assert resync_all(client, items, [namespace]) == 0  # level-triggered: nothing changed, nothing written
 
 
-def test_resync_skips_a_stale_read(crds_installed: None, kubectl_session: KubectlCLI, namespace: str,
+def test_resync_skips_a_stale_read(operator_process: Any, kubectl_session: KubectlCLI, namespace: str,
                                    client: KubeClient):
     fs = sample("FeatureSet")
     fs["metadata"] = {"name": "stale", "namespace": namespace}

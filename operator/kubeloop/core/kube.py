@@ -155,6 +155,30 @@ class KubeClient:
         return self.request("PATCH", path, query=query, body=dict(manifest),
                             content_type="application/apply-patch+yaml")
 
+    def create(self, manifest: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Create `manifest` unless an object of that name exists: (the object, whether created).
+
+        For children that must never be modified once they exist (a Job's pod template is
+        immutable, and a running attempt must keep the spec it started with)."""
+        rtype = resource_type(manifest["apiVersion"], manifest["kind"])
+        meta = manifest["metadata"]
+        try:
+            return self.request("POST", rtype.path(meta.get("namespace")), query={"fieldManager": self.field_manager},
+                                body=dict(manifest)), True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        existing = self.get(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+        if existing is None:  # deleted between the two requests: the next pass creates it
+            raise kopf.TemporaryError(f"{manifest['kind']} {meta['name']} was deleted while being created", delay=1)
+        return existing, False
+
+    def merge_patch(self, api_version: str, kind: str, namespace: str | None, name: str,
+                    patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the object (not its status)."""
+        return self.request("PATCH", resource_type(api_version, kind).path(namespace, name), body=dict(patch),
+                            content_type="application/merge-patch+json")
+
     def patch_status(
         self, api_version: str, kind: str, namespace: str | None, name: str, status: Mapping[str, Any]
     ) -> dict[str, Any]:

@@ -235,16 +235,19 @@ def register_reconciler(registry: kopf.OperatorRegistry, definition: ResourceDef
 
     owner_label = owner_label_key(definition.kind)
 
-    def child_changed(body: kopf.Body, **_: Any) -> None:
+    def child_changed(body: kopf.Body, type: str | None = None, **_: Any) -> None:
         # A child (Job, CronJob, InferenceService ...) changed: reconcile its owner now, so
-        # status follows the child without waiting for the periodic resync.
+        # status follows the child without waiting for the periodic resync. Not when a child
+        # of the owner's own was just created: the owner's reconcile created it and already
+        # counted it in the status (reacting would cost a second pass per child for nothing).
         meta = body.get("metadata", {})
         owner_name = (meta.get("labels") or {}).get(owner_label)
-        if not owner_name:
+        if not owner_name or (type == "ADDED" and _controller_kind(meta) == (definition.api_version,
+                                                                              definition.kind)):
             return
         runtime = Runtime.get()
         owner = runtime.client.get(definition.api_version, definition.kind, meta.get("namespace"), owner_name)
-        if owner is not None and owner.get("metadata", {}).get("uid") in _owner_uids(meta):
+        if owner is not None and _descends_from(runtime.client, meta, owner.get("metadata", {}).get("uid", "")):
             resync_object(runtime.client, Reconcilable(definition, reconcile), owner,
                           now=datetime.now(UTC))
 
@@ -259,6 +262,33 @@ def register_reconciler(registry: kopf.OperatorRegistry, definition: ResourceDef
 
 def _owner_uids(meta: Mapping[str, Any]) -> set[str]:
     return {ref.get("uid", "") for ref in meta.get("ownerReferences") or []}
+
+
+def _controller_kind(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("apiVersion", "")), str(ref.get("kind", ""))
+    return None
+
+
+def _descends_from(client: KubeClient, meta: Mapping[str, Any], owner_uid: str) -> bool:
+    """True if the object whose metadata is `meta` is owned by `owner_uid`, directly or through
+    its controller: a Job that a child CronJob created (on schedule, or `kubectl create job
+    --from=cronjob/...`) carries the owner's labels from the job template but is owned by the
+    CronJob, and a failed manual run does not change the CronJob's status."""
+    if owner_uid in _owner_uids(meta):
+        return True
+    for ref in meta.get("ownerReferences") or []:
+        if not ref.get("controller"):
+            continue
+        try:
+            parent = client.get(str(ref.get("apiVersion")), str(ref.get("kind")), meta.get("namespace"),
+                                str(ref.get("name")))
+        except ValueError:  # a kind kubeloop does not know cannot be one of its children
+            return False
+        parent_meta = (parent or {}).get("metadata", {})
+        return parent_meta.get("uid") == ref.get("uid") and owner_uid in _owner_uids(parent_meta)
+    return False
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,8 @@ class Settings:
     health_port: int = 8081
     # How often every resource is reconciled even without events (level-triggered safety net).
     resync_seconds: float = 300.0
+    # How often running TrainingRuns re-read their progress (progress.json) into status.
+    progress_poll_seconds: float = 5.0
     # kopf's executor size for sync handlers; 32 halves p50 latency at 1,000 resources vs 6.
     max_workers: int = 32
     # kopf peering: None means standalone (one replica, strategy Recreate).
@@ -117,6 +119,8 @@ class Settings:
             health_address=env.get(ENV_PREFIX + "HEALTH_ADDRESS", defaults.health_address),
             health_port=_int(env, "HEALTH_PORT", defaults.health_port),
             resync_seconds=_float(env, "RESYNC_SECONDS", defaults.resync_seconds, minimum=1.0),
+            progress_poll_seconds=_float(env, "PROGRESS_POLL_SECONDS", defaults.progress_poll_seconds,
+                                         minimum=0.5),
             max_workers=_int(env, "MAX_WORKERS", defaults.max_workers, minimum=1),
             peering_name=env.get(ENV_PREFIX + "PEERING") or None,
             images=Images(

@@ -101,11 +101,6 @@ def materialization_job_name(owner: Owner) -> str:
     return child_name(owner.name, f"g{owner.generation}-{owner.uid[:5]}", max_length=JOB_NAME_MAX)
 
 
-def store_prefix(namespace: str, name: str) -> str:
-    """Where a FeatureSet's versions and run records live in the object store."""
-    return f"featuresets/{namespace}/{name}"
-
-
 # -- the pod ----------------------------------------------------------------------------------
 
 
@@ -220,7 +215,7 @@ def desired_materialization_job(spec: FeatureSetSpec, owner: Owner, settings: Se
         "metadata": {
             "name": materialization_job_name(owner),
             "namespace": owner.namespace,
-            "labels": labels,
+            "labels": dict(labels),
             "annotations": {GENERATION_ANNOTATION: str(owner.generation)},
             "ownerReferences": [owner.reference()],
         },
@@ -239,7 +234,7 @@ def desired_cronjob(spec: FeatureSetSpec, owner: Owner, settings: Settings) -> d
         "metadata": {
             "name": cronjob_name(owner),
             "namespace": owner.namespace,
-            "labels": labels,
+            "labels": dict(labels),
             "annotations": {GENERATION_ANNOTATION: str(owner.generation)},
             "ownerReferences": [owner.reference()],
         },
@@ -251,7 +246,7 @@ def desired_cronjob(spec: FeatureSetSpec, owner: Owner, settings: Settings) -> d
             "successfulJobsHistoryLimit": SUCCESSFUL_JOBS_HISTORY_LIMIT,
             "failedJobsHistoryLimit": FAILED_JOBS_HISTORY_LIMIT,
             "jobTemplate": {
-                "metadata": {"labels": labels, "annotations": {GENERATION_ANNOTATION: str(owner.generation)}},
+                "metadata": {"labels": dict(labels), "annotations": {GENERATION_ANNOTATION: str(owner.generation)}},
                 "spec": materialization_job_spec(spec, owner, settings, labels),
             },
         },

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -30,7 +30,7 @@ from kubeloop.core.kube import KubeClient, api_errors_translated
 from kubeloop.core.labels import owner_label_key
 from kubeloop.core.naming import short_hash
 from kubeloop.core.reconcile import ObjectStoreNotConfigured, Observed, Runtime, register_reconciler
-from kubeloop.featureset import desired, status
+from kubeloop.featureset import desired, results, status
 from kubeloop.featureset.api import RESOURCE, FeatureSetSpec
 from kubeloop.store import CorruptObject, DigestMismatch, NotFound, ObjectStore, StoreError, Version
 from kubeloop.store.layout import version_id_of_manifest_key, versions_folder
@@ -38,6 +38,9 @@ from kubeloop.store.layout import version_id_of_manifest_key, versions_folder
 log = logging.getLogger("kubeloop.featureset")
 
 CHILDREN = [("batch", "v1", "jobs"), ("batch", "v1", "cronjobs")]
+# Run results read per pass: the newest Job's is among them, and the newest successful run's
+# (which decides the latest version) nearly always.
+RECENT_RUNS = 5
 EVENT_SOURCE = "kubeloop-operator"
 
 
@@ -46,7 +49,7 @@ def reconcile(spec: FeatureSetSpec, observed: Observed) -> dict[str, Any]:
     client, settings = runtime.client, runtime.settings
     owner = desired.Owner(name=observed.name, namespace=observed.namespace, uid=observed.uid,
                           generation=observed.generation or 1)
-    prefix = desired.store_prefix(owner.namespace, owner.name)
+    prefix = results.featureset_prefix(owner.namespace, owner.name)
     with api_errors_translated(f"reconciling the CronJob and Jobs of FeatureSet {owner.namespace}/{owner.name}"):
         cronjob = apply_cronjob(client, desired.desired_cronjob(spec, owner, settings), owner)
         jobs = materialization_jobs(client, owner, cronjob)
@@ -61,7 +64,7 @@ def reconcile(spec: FeatureSetSpec, observed: Observed) -> dict[str, Any]:
 
     job_name = desired.materialization_job_name(owner)
     with api_errors_translated(f"creating the materialization Job {owner.namespace}/{job_name}"):
-        recorded = run_recorded(store, prefix, job_name, versions) if store is not None and versions is not None else False
+        recorded = store is not None and versions is not None and run_recorded(store, owner, job_name)
         if desired.needs_materialization_job(job_name, jobs, run_recorded=recorded):
             jobs = [*jobs, client.apply(desired.desired_materialization_job(spec, owner, settings))]
         for name in desired.superseded_jobs(jobs, owner):
@@ -69,15 +72,15 @@ def reconcile(spec: FeatureSetSpec, observed: Observed) -> dict[str, Any]:
             client.delete("batch/v1", "Job", owner.namespace, name)
             jobs = [job for job in jobs if job["metadata"]["name"] != name]
 
-    last_run = None
+    runs: list[dict[str, Any]] = []
     if store is not None and versions is not None:
         try:
-            last_run = read_last_run(store, prefix, jobs)
+            runs = results.read_runs(store, owner.namespace, owner.name, limit=RECENT_RUNS)
         except StoreError as error:
-            store_error = f"cannot read the run records: {error}"
+            store_error = f"cannot read the run results: {error}"
 
     new_status = status.compute_status(
-        spec, observed, jobs=jobs, versions=versions, last_run=last_run, store_error=store_error,
+        spec, observed, jobs=jobs, versions=versions, runs=runs, store_error=store_error,
         now=observed.now, bucket=settings.object_store.bucket, prefix=prefix)
     if settings.post_events:
         for event in status.transition_events(observed.status, new_status):
@@ -174,49 +177,10 @@ def published_versions(store: ObjectStore, prefix: str) -> list[Version]:
     return sorted((v for v in found if v is not None), key=lambda v: (v.created, v.id))
 
 
-def run_key(prefix: str, run_id: str) -> str:
-    """Where the materializer writes the record of run `run_id` (its contract)."""
-    return f"{prefix}/runs/{run_id}.json"
-
-
-def read_run(store: ObjectStore, prefix: str, run_id: str) -> dict[str, Any] | None:
-    """The run record of `run_id`, or None when there is none (or it is not a JSON object)."""
+def run_recorded(store: ObjectStore, owner: desired.Owner, run_id: str) -> bool:
+    """Whether run `run_id` already happened (it wrote its run result)."""
     try:
-        document = store.get_json(run_key(prefix, run_id))
-    except NotFound:
-        return None
-    except CorruptObject as error:
-        log.warning("object store: ignoring run record %s: %s", run_key(prefix, run_id), error)
-        return None
-    return dict(document) if isinstance(document, dict) else None
-
-
-def newest_run(store: ObjectStore, prefix: str) -> dict[str, Any] | None:
-    """The most recently written run record under `prefix`, or None."""
-    newest = None
-    for info in store.list_objects(f"{prefix}/runs/", recursive=False):
-        if info.key.endswith(".json") and (newest is None or (info.last_modified, info.key)
-                                           > (newest.last_modified, newest.key)):
-            newest = info
-    if newest is None:
-        return None
-    return read_run(store, prefix, newest.key[len(f"{prefix}/runs/"):-len(".json")])
-
-
-def read_last_run(store: ObjectStore, prefix: str, jobs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
-    """The run record that decides `Materialized` (see `status.run_id_to_read`)."""
-    run_id = status.run_id_to_read(jobs)
-    if run_id is not None:
-        return read_run(store, prefix, run_id)
-    return newest_run(store, prefix) if not jobs else None
-
-
-def run_recorded(store: ObjectStore, prefix: str, run_id: str, versions: Sequence[Version]) -> bool:
-    """Whether run `run_id` already happened: a record, or a version it published."""
-    if any(v.manifest.get("runId") == run_id for v in versions):
-        return True
-    try:
-        return store.exists(run_key(prefix, run_id))
+        return store.exists(results.run_result_key(owner.namespace, owner.name, run_id))
     except StoreError:
         return False
 

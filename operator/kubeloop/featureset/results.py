@@ -200,20 +200,20 @@ def _order(document: Mapping[str, Any]) -> tuple[str, str]:
 def read_runs(store: ObjectStore, namespace: str, name: str, *, limit: int | None = None) -> list[dict[str, Any]]:
     """The run results of a FeatureSet, oldest first (by finishedAt, then runId).
 
-    With `limit`, only the `limit` most recently written results are read (chosen by the
-    listing's modification times, so that a FeatureSet with a long history costs one listing
-    and `limit` reads). A result that is not valid JSON of the expected kind, or that vanished
-    between listing and reading, is skipped with a warning: status must keep working.
-    Raises StoreUnavailable / AccessDenied like any store call.
+    With `limit`, only the `limit` most recently written valid results are read: objects are
+    read newest first by the listing's modification time (then key) until `limit` of them are
+    run results, so a FeatureSet with a long history costs one listing and about `limit` reads.
+    A result that is not JSON of the expected kind, or that vanished between listing and
+    reading, is skipped with a warning: status must keep working. StoreUnavailable and
+    AccessDenied are raised like any store call's.
     """
     folder = f"{featureset_prefix(namespace, name)}/{RUNS_FOLDER}/"
-    infos = [info for info in store.list_objects(folder, recursive=False)
-             if info.key.endswith(".json") and not info.key.endswith("/")]
-    if limit is not None:
-        infos.sort(key=lambda info: (info.last_modified or datetime.min.replace(tzinfo=UTC), info.key))
-        infos = infos[-limit:] if limit > 0 else []
+    infos = [info for info in store.list_objects(folder, recursive=False) if info.key.endswith(".json")]
+    infos.sort(key=lambda info: (info.last_modified or datetime.min.replace(tzinfo=UTC), info.key), reverse=True)
     documents: list[dict[str, Any]] = []
     for info in infos:
+        if limit is not None and len(documents) >= limit:
+            break
         try:
             document = store.get_json(info.key)
         except (NotFound, CorruptObject) as error:

@@ -9,10 +9,14 @@ Where each fact comes from:
   `featuresets/<namespace>/<name>`. They are immutable, so when the store cannot be read the
   previous status keeps them rather than forgetting them;
 - the outcome of the newest materialization (`Materialized`): the newest Job (the one-off Job
-  of a spec change or one the CronJob created) and the run record the materializer wrote for it
-  (`runs/<Job name>.json`), which names the reason (ContractViolated, SourceUnavailable ...)
-  and says which column, rule and count broke the contract. Jobs are deleted some time after
-  they finish; the newest run record then stands for them.
+  of a spec change or one the CronJob created) and the run result the materializer wrote for
+  it (`runs/<Job name>.json`, see `results.py`), which names the reason (ContractViolated,
+  SourceUnavailable ...) and says which column, rule and count broke the contract. Jobs are
+  deleted some time after they finish; the newest run result then stands for them;
+- which version is the latest: the one the newest successful run published. Publication is
+  idempotent (the same data and spec give the same version, with its first creation time), so
+  a run over data that went back to an earlier state yields an older version, and that one is
+  what the FeatureSet now holds. Without a run result, the most recently created version.
 
 The decisions are chains of small functions returning a `Decision` (status, reason, message),
 as cert-manager writes them:
@@ -34,6 +38,7 @@ from typing import Any, NamedTuple, Protocol
 
 from kubeloop.core import conditions
 from kubeloop.core.reconcile import Observed
+from kubeloop.featureset import results
 from kubeloop.featureset.api import ConditionType, FeatureSetSpec, Reason
 from kubeloop.featureset.desired import job_finished
 
@@ -43,15 +48,10 @@ MAX_VERSIONS_IN_STATUS = 10
 # outcome of a finished materialization is unknown until it can. Not in `api.Reason` (which
 # lists the materializer's outcomes); the message says what to fix.
 OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
-# Run record outcomes (the materializer's contract).
-SUCCEEDED = "Succeeded"
-FAILED = "Failed"
-
-# Reasons a failed run record may carry; any other becomes MaterializationFailed.
-_FAILURE_REASONS = frozenset({Reason.CONTRACT_VIOLATED, Reason.SOURCE_UNAVAILABLE, Reason.SECRET_NOT_FOUND,
-                              Reason.MATERIALIZATION_FAILED})
-# File names the materializer may give a version's reference profile.
-PROFILE_FILES = ("profile.json", "profile.json.gz", "reference_profile.json")
+# Reasons a failed run result may carry; any other becomes MaterializationFailed.
+_FAILURE_REASONS = results.RUN_REASONS - {Reason.MATERIALIZED}
+# The file of a version that holds its reference profile (the materializer's layout).
+PROFILE_FILE = "profile.json"
 
 
 class Decision(NamedTuple):
@@ -60,10 +60,6 @@ class Decision(NamedTuple):
     status: conditions.ConditionStatus
     reason: str
     message: str
-
-
-class StoredFile(Protocol):
-    key: str
 
 
 class StoredVersion(Protocol):
@@ -123,14 +119,14 @@ def running_job(jobs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return job if job is not None and not job_finished(job) and job_started(job) else None
 
 
-def run_id_to_read(jobs: Sequence[Mapping[str, Any]]) -> str | None:
-    """Whose run record decides `Materialized`: the newest Job's once it has finished.
+def run_result_of(job: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The run result the Job's run wrote (its run id is the Job's name), if it is among `runs`."""
+    name = _job_name(job)
+    return next((run for run in reversed(runs) if run.get("runId") == name), None)
 
-    None when there is no finished newest Job: then the newest record in the store (if any)
-    stands for runs whose Jobs are gone.
-    """
-    job = newest_job(jobs)
-    return _job_name(job) if job is not None and job_finished(job) else None
+
+def newest_success(runs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    return next((run for run in reversed(runs) if run.get("outcome") == results.SUCCEEDED), None)
 
 
 # -- versions -----------------------------------------------------------------------------------
@@ -156,43 +152,28 @@ def version_entry(version: StoredVersion, manifest_uri: str) -> dict[str, Any]:
 
 
 def schema_of(manifest: Mapping[str, Any]) -> list[dict[str, str]]:
-    """`status.schema` from a version manifest's schema: a list of {name, dtype, role}, or a
-    mapping of column name to dtype (or to {dtype, role})."""
+    """`status.schema` from a version manifest's `schema`: [{name, dtype, role}]."""
     schema = manifest.get("schema")
-    columns: list[dict[str, str]] = []
-    if isinstance(schema, list):
-        for column in schema:
-            if isinstance(column, Mapping) and column.get("name"):
-                columns.append({key: str(column[key]) for key in ("name", "dtype", "role") if column.get(key)})
-    elif isinstance(schema, Mapping):
-        for name, value in schema.items():
-            if isinstance(value, Mapping):
-                columns.append({"name": str(name), **{key: str(value[key]) for key in ("dtype", "role")
-                                                      if value.get(key)}})
-            else:
-                columns.append({"name": str(name), "dtype": str(value)})
-    return columns
+    return [{key: str(column[key]) for key in ("name", "dtype", "role") if column.get(key)}
+            for column in (schema if isinstance(schema, list) else [])
+            if isinstance(column, Mapping) and column.get("name")]
 
 
-def profile_key(version: StoredVersion) -> str | None:
-    """The object key of the version's reference profile, if the version has one."""
-    named = version.manifest.get("profile")
-    for name in ((named,) if isinstance(named, str) else ()) + PROFILE_FILES:
-        entry = version.files.get(name)
-        if entry is not None:
-            return str(entry.key)
-    return None
+def version_fields(versions: Sequence[StoredVersion], *, latest_id: str | None, bucket: str,
+                   prefix: str) -> dict[str, Any]:
+    """The status fields that describe the published versions (`versions` oldest first).
 
-
-def version_fields(versions: Sequence[StoredVersion], *, bucket: str, prefix: str) -> dict[str, Any]:
-    """The status fields that describe the published versions (`versions` oldest first)."""
+    `latest_id`: the version the newest successful run published, if known and listed;
+    otherwise the most recently created version is the latest.
+    """
     if not versions:
         return {}
-    newest_first = list(reversed(versions))[:MAX_VERSIONS_IN_STATUS]
-    latest = newest_first[0]
+    newest_first = list(reversed(versions))
+    latest = next((v for v in newest_first if v.id == latest_id), newest_first[0])
     fields: dict[str, Any] = {
         "latestVersion": latest.id,
-        "versions": [version_entry(v, f"s3://{bucket}/{prefix}/versions/{v.id}.json") for v in newest_first],
+        "versions": [version_entry(v, f"s3://{bucket}/{prefix}/versions/{v.id}.json")
+                     for v in newest_first[:MAX_VERSIONS_IN_STATUS]],
         "lastMaterializedTime": timestamp(latest.created),
     }
     rows = _rows(latest)
@@ -201,9 +182,9 @@ def version_fields(versions: Sequence[StoredVersion], *, bucket: str, prefix: st
     schema = schema_of(latest.manifest)
     if schema:
         fields["schema"] = schema
-    profile = profile_key(latest)
+    profile = latest.files.get(PROFILE_FILE)
     if profile is not None:
-        fields["profileUri"] = f"s3://{bucket}/{profile}"
+        fields["profileUri"] = f"s3://{bucket}/{profile.key}"
     return fields
 
 
@@ -219,28 +200,27 @@ def kept_version_fields(previous: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_outcome(run: Mapping[str, Any]) -> Decision:
-    """`Materialized` from a run record the materializer wrote."""
+    """`Materialized` from a run result: the materializer's reason and message, and the run."""
     run_id = run.get("runId") or "?"
-    if run.get("outcome") == SUCCEEDED:
-        rows = run.get("rows")
-        counted = f" with {rows} rows" if isinstance(rows, int) else ""
-        return Decision("True", Reason.MATERIALIZED,
-                        f"run {run_id} published version {run.get('version') or '?'}{counted}")
+    message = str(run.get("message") or "").strip()
+    if run.get("outcome") == results.SUCCEEDED:
+        message = message or f"version {run.get('version')} published"
+        return Decision("True", Reason.MATERIALIZED, f"{message} (run {run_id})")
     reason = str(run.get("reason") or "")
     if reason not in _FAILURE_REASONS:
         reason = Reason.MATERIALIZATION_FAILED
-    message = str(run.get("message") or "").strip() or f"the materializer reported {run.get('reason') or 'a failure'}"
+    message = message or f"the materializer reported {run.get('reason') or 'a failure'}"
     return Decision("False", reason, f"{message} (run {run_id})")
 
 
 def failed_job_outcome(job: Mapping[str, Any]) -> Decision:
-    """`Materialized` for a failed Job that left no run record (it crashed, was killed, or could
+    """`Materialized` for a failed Job that left no run result (it crashed, was killed, or could
     not start: the Job's own condition says which)."""
     name = _job_name(job)
     failed = job_condition(job, "Failed") or {}
     why = ": ".join(str(part) for part in (failed.get("reason"), failed.get("message")) if part)
     return Decision("False", Reason.MATERIALIZATION_FAILED,
-                    f"Job {name} failed without a run record ({why or 'no reason given'}); "
+                    f"Job {name} failed without a run result ({why or 'no reason given'}); "
                     f"see `kubectl logs job/{name}`")
 
 
@@ -251,37 +231,35 @@ def unfinished_job_outcome(job: Mapping[str, Any]) -> Decision:
     return Decision("Unknown", Reason.PENDING, f"waiting for Job {name} to start")
 
 
-def completed_job_outcome(job: Mapping[str, Any], versions: Sequence[StoredVersion]) -> Decision:
-    """`Materialized` for a Job that completed but whose run record is missing: the version it
-    published (its manifest names the run) says it succeeded."""
+def completed_job_outcome(job: Mapping[str, Any]) -> Decision:
+    """`Materialized` for a Job that completed without writing its run result: the
+    materializer always writes one, so something else ran or it was removed."""
     name = _job_name(job)
-    for version in reversed(versions):
-        if version.manifest.get("runId") == name:
-            return Decision("True", Reason.MATERIALIZED, f"run {name} published version {version.id}")
     return Decision("False", Reason.MATERIALIZATION_FAILED,
-                    f"Job {name} completed but wrote neither a run record nor a version; "
-                    f"see `kubectl logs job/{name}`")
+                    f"Job {name} completed but wrote no run result; see `kubectl logs job/{name}`")
 
 
 def materialized(jobs: Sequence[Mapping[str, Any]], versions: Sequence[StoredVersion],
-                 last_run: Mapping[str, Any] | None, store_error: str | None,
+                 runs: Sequence[Mapping[str, Any]], store_error: str | None,
                  schedule: str | None = None) -> Decision:
-    """The `Materialized` condition: the outcome of the newest materialization."""
+    """The `Materialized` condition: the outcome of the newest materialization.
+
+    `runs`: the most recent run results, oldest first (empty when the store cannot be read).
+    """
     job = newest_job(jobs)
-    finished = job is not None and job_finished(job)
-    if job is not None and finished and last_run is not None and last_run.get("runId") == _job_name(job):
-        return run_outcome(last_run)
-    if job is not None and finished and job_failed(job):
-        return failed_job_outcome(job)
+    if job is not None and job_finished(job):
+        record = run_result_of(job, runs)
+        if record is not None:
+            return run_outcome(record)
+        if job_failed(job):
+            return failed_job_outcome(job)
     if store_error is not None:
-        running = f"; Job {_job_name(job)} is not finished" if job is not None and not finished else ""
+        running = f"; Job {_job_name(job)} is not finished" if job is not None and not job_finished(job) else ""
         return Decision("Unknown", OBJECT_STORE_UNAVAILABLE, f"{store_error}{running}")
-    if job is not None and not finished:
-        return unfinished_job_outcome(job)
     if job is not None:
-        return completed_job_outcome(job, versions)
-    if last_run is not None:
-        return run_outcome(last_run)
+        return completed_job_outcome(job) if job_finished(job) else unfinished_job_outcome(job)
+    if runs:
+        return run_outcome(runs[-1])
     if versions:
         return Decision("True", Reason.MATERIALIZED, f"version {versions[-1].id} is the newest")
     scheduled = f'; the schedule "{schedule}" runs the next one' if schedule else ""
@@ -321,7 +299,7 @@ def compute_status(
     *,
     jobs: Sequence[Mapping[str, Any]],
     versions: Sequence[StoredVersion] | None,
-    last_run: Mapping[str, Any] | None,
+    runs: Sequence[Mapping[str, Any]],
     store_error: str | None,
     now: datetime,
     bucket: str,
@@ -331,8 +309,8 @@ def compute_status(
 
     `jobs`: its materialization Jobs (one-off and CronJob-made). `versions`: the published
     versions, oldest first, or None when the store could not be read (`store_error` says why;
-    the previous status's version fields are kept). `last_run`: the run record of
-    `run_id_to_read(jobs)`, or the newest one in the store when that is None.
+    the previous status's version fields are kept). `runs`: the most recent run results,
+    oldest first (`results.read_runs`).
     """
     previous = observed.status
     generation = observed.generation
@@ -340,9 +318,11 @@ def compute_status(
         fields = kept_version_fields(previous)
         known_versions: Sequence[StoredVersion] = ()
     else:
-        fields = version_fields(versions, bucket=bucket, prefix=prefix)
+        success = newest_success(runs)
+        fields = version_fields(versions, latest_id=success.get("version") if success else None,
+                                bucket=bucket, prefix=prefix)
         known_versions = versions
-    outcome = materialized(jobs, known_versions, last_run, store_error, spec.schedule)
+    outcome = materialized(jobs, known_versions, runs, store_error, spec.schedule)
     latest = fields.get("latestVersion")
     ready = readiness(latest, fields.get("rows"), outcome)
 
