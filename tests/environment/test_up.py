@@ -105,3 +105,37 @@ def test_down_stops_an_environment_started_elsewhere(tmp_path: Path):
     finally:
         if up.poll() is None:
             up.kill()
+
+
+def test_make_run_path_samples_materialize_and_train(tmp_path: Path):
+    """What `make run` shows a newcomer: the samples' FeatureSet materializes the generated data
+    and the sample TrainingRun trains on it with 2 workers and registers its ModelVersion."""
+    state = tmp_path / "state"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "kubeloop", "up", "--state-dir", str(state), "--with-samples"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        output = read_until(up, "Press Ctrl-C")
+        assert "sample data" in output and "samples applied" in output
+        kubectl = KubectlCLI(state / "kubeconfig", tmp_path / "kubecache")
+
+        def phase(kind: str, name: str) -> str:
+            return kubectl("get", kind, name, "-o", "jsonpath={.status.phase}").stdout
+
+        deadline = time.monotonic() + 600  # only against a hang
+        while phase("tr", "fraud-detector-1") not in {"Succeeded", "Failed"} and time.monotonic() < deadline:
+            time.sleep(1)
+        assert phase("fs", "transactions") == "Ready"
+        assert kubectl("get", "fs", "transactions", "-o", "jsonpath={.status.rows}").stdout == "20000"
+        assert phase("tr", "fraud-detector-1") == "Succeeded", kubectl("describe", "tr", "fraud-detector-1").stdout
+        digest = kubectl("get", "tr", "fraud-detector-1", "-o", "jsonpath={.status.artifact.digest}").stdout
+        assert digest.startswith("sha256:")
+        assert "fraud-detector-1" in kubectl("get", "mv", "-o", "name").stdout
+    finally:
+        up.send_signal(signal.SIGINT)
+        try:
+            up.wait(timeout=60)
+        finally:
+            if up.poll() is None:
+                up.kill()

@@ -12,6 +12,7 @@ twice.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -34,6 +35,8 @@ REPO_SAMPLES = Path(__file__).resolve().parents[3] / "manifests" / "samples"
 BUCKET = "kubeloop"
 S3_SECRET = "kubeloop-s3"
 NODE_NAME = "kubeloop-local"
+SAMPLE_BUCKET = "kubeloop-data"
+SAMPLE_SECRET = "kubeloop-data-credentials"
 
 Progress = Callable[[str], None]
 
@@ -194,6 +197,7 @@ class LocalEnvironment:
         if not REPO_SAMPLES.is_dir():
             self.progress("  ! samples not found (they ship with the source tree): skipped")
             return
+        self._seed_sample_data()
         client = KubeClient.connect(str(self.kubeconfig), field_manager="kubeloop-up")
         try:
             names = []
@@ -206,6 +210,24 @@ class LocalEnvironment:
         finally:
             client.close()
         self.progress(f"  ✓ samples applied  {', '.join(names)}")
+
+    def _seed_sample_data(self) -> None:
+        """The data the sample FeatureSet reads: generated transactions in s3://kubeloop-data/,
+        and the Secret (kubeloop-data-credentials) its spec.source.secretRef names."""
+        from kubeloop.local.sampledata import parquet_bytes, transactions
+
+        assert self.s3 is not None
+        self.s3.ensure_bucket(SAMPLE_BUCKET)
+        data = parquet_bytes(transactions(20_000))
+        self.s3.client().put_object(SAMPLE_BUCKET, "transactions/part-0.parquet", io.BytesIO(data), len(data))
+        from kubeloop.core.kube import KubeClient
+
+        client = KubeClient.connect(str(self.kubeconfig), field_manager="kubeloop-up")
+        try:
+            client.apply(self.s3.secret_manifest(SAMPLE_SECRET, "default"))
+        finally:
+            client.close()
+        self.progress(f"  ✓ sample data      s3://{SAMPLE_BUCKET}/transactions/part-0.parquet (20,000 transactions)")
 
     def _write_run_file(self) -> None:
         pids = {p.name: p.pid for p in self.processes}
