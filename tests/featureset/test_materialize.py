@@ -606,3 +606,25 @@ def test_the_module_is_the_pods_entrypoint(materializer: Materializer, data_dir:
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[-1].startswith("materialize: Succeeded (Materialized)")
     assert materializer.store.latest_version(materializer.prefix) is not None
+
+
+def test_options_from_the_environment() -> None:
+    from kubeloop.featureset.materialize import JobError, Options
+
+    assert Options.from_env({"KUBELOOP_BATCH_ROWS": "1000", "KUBELOOP_WORK_DIR": "/scratch"}) == \
+        Options(batch_rows=1000, work_dir="/scratch")
+    assert Options.from_env({}) == Options()
+    with pytest.raises(JobError, match="KUBELOOP_BATCH_ROWS must be a number of rows"):
+        Options.from_env({"KUBELOOP_BATCH_ROWS": "many"})
+
+
+def test_without_the_featureset_variable_it_fails_on_stderr(store_env: dict[str, str]) -> None:
+    import io
+
+    from kubeloop.featureset.materialize import run
+
+    out, err = io.StringIO(), io.StringIO()
+
+    assert run(dict(store_env), out=out, err=err) == 3
+    assert err.getvalue() == ("materialize: Failed: KUBELOOP_FEATURESET is not set: the controller passes the "
+                              "FeatureSet as JSON there\n")

@@ -133,3 +133,13 @@ def test_missing_columns_are_listed_per_file(tmp_path: Path) -> None:
 
     assert reader.missing == {"b": [f"{tmp_path}/1.parquet"],
                               "c": [f"{tmp_path}/0.parquet", f"{tmp_path}/1.parquet"]}
+
+
+def test_a_local_file_that_changes_is_noticed(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("a\n1\n")
+    (file,) = local_files(str(path))
+
+    assert not file.changed()
+    path.write_text("a\n1\n2\n")
+    assert file.changed()

@@ -737,3 +737,16 @@ def test_pod_modules_import_only_numpy_pyarrow_scipy_stdlib_and_the_featureset_a
                 assert root in {"numpy", "pyarrow", "scipy", "__future__"} | set(sys.stdlib_module_names) or (
                     name in allowed_kubeloop
                 ), f"{module}.py imports {name}"
+
+
+def test_median_fill_of_an_int64_column_near_its_limit_stays_in_range():
+    """Found by hypothesis: the sketch's float64 median of 2**63 - 512 rounds to 2**63."""
+    from kubeloop.featureset.api import Feature, Transform
+    from kubeloop.featureset.transforms import apply_batch, apply_online, fit_pipeline
+
+    table = pa.table({"x": pa.array([None, 2**63 - 512], pa.int64())})
+    features = [Feature(name="f0", from_="x", transforms=[Transform(type="fillNull", strategy="median")])]
+    fitted = fit_pipeline(features, [table])
+    filled = apply_batch(fitted, table).column("f0").to_pylist()
+    assert filled == [2**63 - 1, 2**63 - 512]
+    assert apply_online(fitted, {"x": None}) == {"f0": 2**63 - 1}

@@ -66,7 +66,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -634,18 +634,99 @@ def _canonical(document: Any) -> bytes:
 # -- one run ------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class Published:
     version: Version
     rows: int
     new: bool
+    """False when the same content was published before (an idempotent re-run)."""
     features: int
-    files: dict[str, int] = field(default_factory=dict)
 
 
 def _probe(store: ObjectStore, prefix: str) -> None:
     """One listing, so an unreachable store or a missing bucket fails the run before any work."""
     next(iter(store.list_objects(f"{prefix}/versions/", recursive=False)), None)
+
+
+def open_source(job: Job, store: ObjectStore, environ: Mapping[str, str], work: Path, options: Options,
+                progress: Progress) -> SourceReader:
+    """The source's reader; a ContractViolated Failure when it lacks a column the spec reads."""
+    spec = job.spec
+    files = resolve_source(job, store, environ, work, progress)
+    declared = {rule.column: rule.type for rule in (spec.validation.columns if spec.validation else [])
+                if rule.type is not None}
+    reader = SourceReader(
+        files, spec.source.effective_format, _needed_columns(spec), declared=declared,
+        numeric_only=numeric_only_columns(spec.features) - set(_passthrough_columns(spec)),
+        timestamp_column=spec.source.timestamp_column, batch_rows=options.batch_rows,
+        block_rows=options.block_rows, csv_block_bytes=options.csv_block_bytes)
+    progress.line(f"source: {len(files)} file(s), {_bytes(reader.total_bytes)}"
+                  + (f", {reader.total_rows:,} rows" if reader.total_rows is not None else "")
+                  + f", {spec.source.effective_format}")
+    missing = _missing_violations(spec, reader)
+    if missing:
+        raise Failure(Reason.CONTRACT_VIOLATED, _violations_message(missing), violations=missing)
+    return reader
+
+
+def check_and_fit(spec: FeatureSetSpec, reader: SourceReader, work: Path, options: Options,
+                  progress: Progress) -> tuple[FittedFeatures, int, dict[str, str]]:
+    """Pass 1: (fitted features, rows, {local source file uri: sha256 hex}); a Failure naming every
+    violation when the contract does not hold, or the transform error when fitting fails."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hashing:
+        digests: dict[str, Future[str]] = {f.uri: hashing.submit(sha256_of, f.path)
+                                           for f in reader.files if f.sha256 is None}
+        keys = _key_columns(spec)
+        contract = ContractChecker(spec.validation, keys, work, parsed_columns=reader.parsed_columns,
+                                   spill_hashes=options.spill_hashes)
+        passes = _SourcePasses(reader, contract, progress, _refit_columns(spec))
+        fit_error: TransformInputError | None = None
+        fitted: FittedFeatures | None = None
+        try:
+            fitted = fit_pipeline(spec.features, passes, schema=reader.schema)
+        except TransformInputError as error:
+            fit_error = error  # the contract may say why: count it before reporting
+        if not passes.checked:
+            for _ in passes:
+                pass
+        violations = contract.finish(lambda: (block.table for block in reader.blocks(keys)))
+        if violations:
+            message = _violations_message(violations)
+            if fit_error is not None:
+                message += f"; also {fit_error}"
+            raise Failure(Reason.CONTRACT_VIOLATED, message, violations=violations, rows=contract.rows)
+        if fit_error is not None:
+            raise Failure(Reason.MATERIALIZATION_FAILED, str(fit_error), rows=contract.rows)
+        assert fitted is not None
+        return fitted, contract.rows, {uri: future.result() for uri, future in digests.items()}
+
+
+def version_manifest(job: Job, reader: SourceReader, fitted: FittedFeatures, schema: Mapping[str, Any],
+                     digests: Mapping[str, str], feature_files: Sequence[str], rows: int,
+                     options: Options) -> dict[str, Any]:
+    """The caller's part of the version manifest: content only (see the module docstring)."""
+    spec = job.spec
+    return {
+        "kind": VERSION_KIND,
+        "formatVersion": VERSION_FORMAT,
+        "featureSet": {"namespace": job.namespace, "name": job.name},
+        "rows": rows,
+        "features": [{"name": f.name, "from": f.source, "dtype": str(f.output_type)} for f in fitted.features],
+        "entities": list(spec.entities),
+        "timestampColumn": spec.source.timestamp_column,
+        "labelColumns": list(spec.label_columns),
+        "schema": [{"name": c["name"], "dtype": c["dtype"], "role": c["role"]}
+                   for c in [*schema["columns"], *schema["inputs"]]],
+        "source": {
+            "uri": spec.source.uri,
+            "format": spec.source.effective_format,
+            "files": [{"uri": f.uri, "sha256": "sha256:" + (f.sha256 or digests[f.uri]), "size": f.size}
+                      for f in reader.files],
+        },
+        "specDigest": spec_digest(job.raw_spec),
+        "featureFiles": sorted(feature_files),
+        "blockRows": options.block_rows,
+    }
 
 
 def materialize(job: Job, store: ObjectStore, *, environ: Mapping[str, str], options: Options,
@@ -656,89 +737,26 @@ def materialize(job: Job, store: ObjectStore, *, environ: Mapping[str, str], opt
     _probe(store, job.prefix)
     with tempfile.TemporaryDirectory(prefix="materialize-", dir=options.work_dir) as scratch:
         work = Path(scratch)
-        files = resolve_source(job, store, environ, work, progress)
-        declared = {rule.column: rule.type for rule in (spec.validation.columns if spec.validation else [])
-                    if rule.type is not None}
-        reader = SourceReader(
-            files, spec.source.effective_format, _needed_columns(spec), declared=declared,
-            numeric_only=numeric_only_columns(spec.features) - set(_passthrough_columns(spec)),
-            timestamp_column=spec.source.timestamp_column, batch_rows=options.batch_rows,
-            block_rows=options.block_rows, csv_block_bytes=options.csv_block_bytes)
-        progress.line(f"source: {len(files)} file(s), {_bytes(reader.total_bytes)}"
-                      + (f", {reader.total_rows:,} rows" if reader.total_rows is not None else "")
-                      + f", {spec.source.effective_format}")
-        missing = _missing_violations(spec, reader)
-        if missing:
-            raise Failure(Reason.CONTRACT_VIOLATED, _violations_message(missing), violations=missing)
-
-        with ThreadPoolExecutor(max_workers=1) as hashing:
-            digests: dict[str, Future[str]] = {f.uri: hashing.submit(sha256_of, f.path)
-                                               for f in files if f.sha256 is None}
-            contract = ContractChecker(spec.validation, _key_columns(spec), work,
-                                       parsed_columns=reader.parsed_columns, spill_hashes=options.spill_hashes)
-            passes = _SourcePasses(reader, contract, progress, _refit_columns(spec))
-            fit_error: TransformInputError | None = None
-            fitted: FittedFeatures | None = None
-            try:
-                fitted = fit_pipeline(spec.features, passes, schema=reader.schema)
-            except TransformInputError as error:
-                fit_error = error
-            if not passes.checked:
-                for _ in passes:
-                    pass
-            keys = _key_columns(spec)
-            violations = contract.finish(lambda: (block.table for block in reader.blocks(keys)))
-            rows = contract.rows
-            if violations:
-                message = _violations_message(violations)
-                if fit_error is not None:
-                    message += f"; also {fit_error}"
-                raise Failure(Reason.CONTRACT_VIOLATED, message, violations=violations, rows=rows)
-            if fit_error is not None:
-                raise Failure(Reason.MATERIALIZATION_FAILED, str(fit_error), rows=rows)
-            assert fitted is not None
-            source_digests = {uri: future.result() for uri, future in digests.items()}
-
+        reader = open_source(job, store, environ, work, options, progress)
+        fitted, rows, digests = check_and_fit(spec, reader, work, options, progress)
         try:
             outputs, profile, schema, rows = write_features(spec, reader, fitted, work / "out", options, progress)
         except TransformInputError as error:
             raise Failure(Reason.MATERIALIZATION_FAILED, str(error), rows=rows) from None
-        changed = [f.uri for f in files if f.changed()]
+        changed = [f.uri for f in reader.files if f.changed()]
         if changed:
             raise Failure(Reason.MATERIALIZATION_FAILED,
                           f"the source changed while it was read ({', '.join(changed[:3])}); retrying reads it again",
                           transient=True, rows=rows)
         schema_json = schema_document(spec, schema, fitted, reader.schema)
-        files_to_publish: dict[str, Path | bytes] = dict(outputs)
-        files_to_publish[FITTED_FILE] = fitted.to_json().encode()
-        files_to_publish[SCHEMA_FILE] = _canonical(schema_json)
-        files_to_publish[PROFILE_FILE] = profile.to_json().encode()
-        manifest = {
-            "kind": VERSION_KIND,
-            "formatVersion": VERSION_FORMAT,
-            "featureSet": {"namespace": job.namespace, "name": job.name},
-            "rows": rows,
-            "features": [{"name": f.name, "from": f.source, "dtype": str(f.output_type)} for f in fitted.features],
-            "entities": list(spec.entities),
-            "timestampColumn": spec.source.timestamp_column,
-            "labelColumns": list(spec.label_columns),
-            "schema": [{"name": c["name"], "dtype": c["dtype"], "role": c["role"]}
-                       for c in schema_json["columns"] + schema_json["inputs"]],
-            "source": {
-                "uri": spec.source.uri,
-                "format": spec.source.effective_format,
-                "files": [{"uri": f.uri, "sha256": "sha256:" + (f.sha256 or source_digests[f.uri]), "size": f.size}
-                          for f in files],
-            },
-            "specDigest": spec_digest(job.raw_spec),
-            "featureFiles": sorted(outputs),
-            "blockRows": options.block_rows,
-        }
-        progress.line(f"publish: {len(files_to_publish)} file(s) to {store.uri(job.prefix)}")
-        version = store.publish_version(job.prefix, files_to_publish, manifest)
-        sizes = {name: entry.size for name, entry in version.files.items()}
-        return Published(version=version, rows=rows, new=version.created >= started,
-                         features=len(fitted.features), files=sizes)
+        files: dict[str, Path | bytes] = dict(outputs)
+        files[FITTED_FILE] = fitted.to_json().encode()
+        files[SCHEMA_FILE] = _canonical(schema_json)
+        files[PROFILE_FILE] = profile.to_json().encode()
+        manifest = version_manifest(job, reader, fitted, schema_json, digests, list(outputs), rows, options)
+        progress.line(f"publish: {len(files)} file(s) to {store.uri(job.prefix)}")
+        version = store.publish_version(job.prefix, files, manifest)
+        return Published(version=version, rows=rows, new=version.created >= started, features=len(fitted.features))
 
 
 def _violations_message(violations: Sequence[Violation]) -> str:

@@ -77,6 +77,7 @@ Fitting runs one pass over the chunks per fitted step in the longest chain of fi
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -538,12 +539,12 @@ def _is_int64(value: float) -> bool:
 # Fitters: what a step accumulates over chunks, and the parameters it derives.
 
 
-class _Fitter:
-    def update(self, array: pa.Array) -> None:
-        raise NotImplementedError
+class _Fitter(abc.ABC):
+    @abc.abstractmethod
+    def update(self, array: pa.Array) -> None: ...
 
-    def params(self) -> dict[str, Any]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def params(self) -> dict[str, Any]: ...
 
 
 class _MomentsFitter(_Fitter):
@@ -639,7 +640,9 @@ def _fitter(transform: Transform, kind: Kind, sketch_k: int, capacity: int) -> _
 
             def median(sketch: QuantileSketch) -> dict[str, Any]:
                 value = float(sketch.quantiles([0.5])[0]) if sketch.count else 0.0
-                return {"value": int(value) if out == "integer" else value, "rankErrorBound": sketch.rank_error_bound}
+                # The sketch holds float64: near the int64 limits the float may round past them.
+                as_int = max(-(2**63), min(2**63 - 1, int(value)))
+                return {"value": as_int if out == "integer" else value, "rankErrorBound": sketch.rank_error_bound}
 
             return _SketchFitter(median, sketch_k)
         if transform.strategy == "mostFrequent":
