@@ -73,7 +73,10 @@ def _percent(count: int, total: int) -> str:
     if not total:
         return "0%"
     value = 100.0 * count / total
-    return f"{value:.3g}%" if value >= 0.001 or value == 0 else "<0.001%"
+    if 0 < value < 0.001:
+        return "<0.001%"
+    text = f"{value:.3g}"
+    return ">99.9%" if text == "100" and count < total else f"{text}%"
 
 
 def _of(count: int, total: int, noun: str = "values") -> str:

@@ -19,9 +19,10 @@ Inputs (environment; the controller's Job sets them):
                             written there before upload; default the system temp folder)
 
 Two passes over the source, streamed in blocks of `block_rows` rows (`sources.py`):
-1. contract + fit: every `spec.validation` rule is counted (`contract.py`), the transforms are
-   fitted with their mergeable accumulators (`transforms.fit_pipeline`; a feature with k fitted
-   steps in a row needs k reads), local files are hashed in a background thread;
+1. contract + fit: every `spec.validation` rule is counted (`contract.py`, in a thread beside
+   the fit), the transforms are fitted with their mergeable accumulators
+   (`transforms.fit_pipeline`; a feature with k fitted steps in a row needs k reads, the later
+   ones of its column only), and local source files are hashed in another thread;
 2. write: `transforms.apply_batch` on each block, one Parquet row group per block (feature
    columns after the entity, timestamp and label columns), and the reference profile
    (`profile.ProfileBuilder`, the same code as `profile.build_profile`); Parquet encoding and
@@ -61,6 +62,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import deque
@@ -673,8 +675,10 @@ def check_and_fit(spec: FeatureSetSpec, reader: SourceReader, work: Path, option
                   progress: Progress) -> tuple[FittedFeatures, int, dict[str, str]]:
     """Pass 1: (fitted features, rows, {local source file uri: sha256 hex}); a Failure naming every
     violation when the contract does not hold, or the transform error when fitting fails."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hashing:
-        digests: dict[str, Future[str]] = {f.uri: hashing.submit(sha256_of, f.path)
+    stop = threading.Event()
+    hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+    try:
+        digests: dict[str, Future[str]] = {f.uri: hashing.submit(sha256_of, f.path, stop)
                                            for f in reader.files if f.sha256 is None}
         keys = _key_columns(spec)
         contract = ContractChecker(spec.validation, keys, work, parsed_columns=reader.parsed_columns,
@@ -699,6 +703,9 @@ def check_and_fit(spec: FeatureSetSpec, reader: SourceReader, work: Path, option
             raise Failure(Reason.MATERIALIZATION_FAILED, str(fit_error), rows=contract.rows)
         assert fitted is not None
         return fitted, contract.rows, {uri: future.result() for uri, future in digests.items()}
+    finally:
+        stop.set()  # a failed run does not wait for the digests of a large source
+        hashing.shutdown(wait=True, cancel_futures=True)
 
 
 def version_manifest(job: Job, reader: SourceReader, fitted: FittedFeatures, schema: Mapping[str, Any],

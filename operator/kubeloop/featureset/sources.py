@@ -34,6 +34,7 @@ import glob
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,9 +221,19 @@ def download(store: ObjectStore, objects: Sequence[ObjectInfo], folder: Path,
     return files
 
 
-def sha256_of(path: Path) -> str:
+class HashingStopped(Exception):
+    """`sha256_of` was told to stop (the run failed before the digest was needed)."""
+
+
+def sha256_of(path: Path, stop: threading.Event | None = None, *, chunk: int = 8 * 1024 * 1024) -> str:
+    """Hex sha256 of a file, read in chunks (hashlib releases the GIL on each); `stop` ends it early."""
+    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        while data := handle.read(chunk):
+            if stop is not None and stop.is_set():
+                raise HashingStopped(str(path))
+            digest.update(data)
+    return digest.hexdigest()
 
 
 # -- reading -------------------------------------------------------------------------------------
