@@ -818,6 +818,11 @@ def train(ctx: RunContext, store: ObjectStore, layout: Distributed, data: Traini
     epoch_seconds: list[float] = []
     if layout.is_main:
         write_progress(store, ctx, history, epoch_seconds, samples_per_second=None, hp=hp)
+    if layout.is_main:
+        # The moment data is loaded and the model built: bench/bench_trainingrun_overhead.py times
+        # `kubectl apply` -> this line.
+        print(f"trainer: first training step (epoch {history.completed + 1}, world size {layout.world_size})",
+              flush=True)
     for epoch in range(history.completed, hp.epochs):
         if history.stopped_early:
             break
