@@ -44,3 +44,10 @@ def test_standard_labels():
     assert result["app.kubernetes.io/managed-by"] == "kubeloop-operator"
     assert result["kubeloop.dev/trainingrun"] == "fraud-v1"
     assert labels.selector_labels(kind="TrainingRun", name="fraud-v1", component="trainer").items() <= result.items()
+
+
+def test_label_values_of_long_names_stay_valid():
+    name = "a" * 62 + "-tail"  # cut at 63 this would end in "-"
+    result = labels.standard_labels(kind="FeatureSet", name=name, component="materializer")
+    for value in (result["app.kubernetes.io/instance"], result["kubeloop.dev/featureset"]):
+        assert len(value) <= 63 and value[-1].isalnum(), value

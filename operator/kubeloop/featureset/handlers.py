@@ -27,7 +27,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kubeloop.core.conditions import timestamp
 from kubeloop.core.kube import KubeClient, api_errors_translated
-from kubeloop.core.labels import owner_label_key
+from kubeloop.core.labels import label_value, owner_label_key
 from kubeloop.core.naming import short_hash
 from kubeloop.core.reconcile import ObjectStoreNotConfigured, Observed, Runtime, register_reconciler
 from kubeloop.featureset import desired, results, status
@@ -114,7 +114,7 @@ def materialization_jobs(client: KubeClient, owner: desired.Owner,
     owners = [owner.uid]
     if cronjob is not None:
         owners.append(cronjob["metadata"]["uid"])
-    selector = f"{owner_label_key(RESOURCE.kind)}={owner.name[:63]}"
+    selector = f"{owner_label_key(RESOURCE.kind)}={label_value(owner.name)}"
     return [job for job in client.list("batch/v1", "Job", owner.namespace, label_selector=selector)
             if desired.owned_by(job, owners)]
 

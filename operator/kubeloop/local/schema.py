@@ -349,7 +349,7 @@ def _go_value(value: Any) -> str:
 # --- JSON value kinds and Go semantics -------------------------------------------------------
 
 
-def _kind(value: Any) -> str:
+def go_kind(value: Any) -> str:
     """The Go kind JSON decoding gives a value: bool, int64, float64, string, slice, map."""
     if value is None:
         return "null"
@@ -370,8 +370,8 @@ def _kind(value: Any) -> str:
 
 def _deep_equal(a: Any, b: Any) -> bool:
     """reflect.DeepEqual on decoded JSON: an int64 never equals a float64, nor a bool an int."""
-    kind = _kind(a)
-    if kind != _kind(b):
+    kind = go_kind(a)
+    if kind != go_kind(b):
         return False
     if kind == "map":
         return a.keys() == b.keys() and all(_deep_equal(a[k], b[k]) for k in a)
@@ -384,7 +384,7 @@ def _enum_matches(data: Any, allowed: Any) -> bool:
     """kube-openapi's enum check: convert the data to the enum value's Go type, then DeepEqual."""
     if data is None or allowed is None:
         return False
-    data_kind, allowed_kind = _kind(data), _kind(allowed)
+    data_kind, allowed_kind = go_kind(data), go_kind(allowed)
     if allowed_kind in ("int", "float") and data_kind in ("int", "float"):
         converted: Any = float(data) if allowed_kind == "float" else int(data)
         return bool(converted == allowed)
@@ -952,7 +952,7 @@ class _Validator:
             self.matches += 1
             self._enum(value, schema, path)
             return
-        kind = _kind(value)
+        kind = go_kind(value)
         if types or fmt:
             self.matches += 1
             self._type(value, kind, types, fmt, path)
@@ -1231,7 +1231,7 @@ def _list_type_errors(value: Any, schema: dict[str, Any] | None, path: str) -> l
 def _set_key(value: Any) -> Any:
     if isinstance(value, dict | list):
         return ("compound", go_json(value))
-    return (_kind(value), value)
+    return (go_kind(value), value)
 
 
 def _first_repeats(values: list[Any]) -> list[int]:
@@ -1364,37 +1364,35 @@ def _max_len_error(length: int) -> str:
     return f"must be no more than {length} characters"
 
 
-def _dns1123_subdomain(value: str) -> list[str]:
+def _name_format_errors(value: str, max_length: int, pattern: str, message: str, *examples: str) -> list[str]:
+    """apimachinery's IsDNS1123Subdomain / IsDNS1123Label / IsDNS1035Label: length, then format."""
     errors = []
-    if len(value) > 253:
-        errors.append(_max_len_error(253))
-    if not re.fullmatch(_DNS1123_SUBDOMAIN, value):
-        errors.append(_regex_error(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-            "and must start and end with an alphanumeric character", _DNS1123_SUBDOMAIN, "example.com"))
+    if len(value) > max_length:
+        errors.append(_max_len_error(max_length))
+    if not re.fullmatch(pattern, value):
+        errors.append(_regex_error(message, pattern, *examples))
     return errors
+
+
+def _dns1123_subdomain(value: str) -> list[str]:
+    return _name_format_errors(
+        value, 253, _DNS1123_SUBDOMAIN,
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
+        "and must start and end with an alphanumeric character", "example.com")
 
 
 def _dns1123_label(value: str) -> list[str]:
-    errors = []
-    if len(value) > 63:
-        errors.append(_max_len_error(63))
-    if not re.fullmatch(_DNS1123_LABEL, value):
-        errors.append(_regex_error(
-            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
-            "start and end with an alphanumeric character", _DNS1123_LABEL, "my-name", "123-abc"))
-    return errors
+    return _name_format_errors(
+        value, 63, _DNS1123_LABEL,
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must "
+        "start and end with an alphanumeric character", "my-name", "123-abc")
 
 
 def _dns1035_label(value: str) -> list[str]:
-    errors = []
-    if len(value) > 63:
-        errors.append(_max_len_error(63))
-    if not re.fullmatch(_DNS1035_LABEL, value):
-        errors.append(_regex_error(
-            "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
-            "alphabetic character, and end with an alphanumeric character", _DNS1035_LABEL, "my-name", "abc-123"))
-    return errors
+    return _name_format_errors(
+        value, 63, _DNS1035_LABEL,
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
+        "alphabetic character, and end with an alphanumeric character", "my-name", "abc-123")
 
 
 def _qualified_name(value: str) -> list[str]:

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kubeloop.local.openapi import builtin_definitions
-from kubeloop.local.schema import go_json, go_print
+from kubeloop.local.schema import go_json, go_kind, go_print
 
 __all__ = ["JSONPathError", "columns_for", "find_jsonpath", "human_duration", "render_table"]
 
@@ -335,15 +335,9 @@ def _operand(operand: tuple[str, Any], item: Any) -> list[Any]:
 
 
 def _basic_kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    return "invalid"
+    """Go's basic kinds for comparisons in filters; maps, slices and null compare as invalid."""
+    kind = go_kind(value)
+    return kind if kind in {"bool", "int", "float", "string"} else "invalid"
 
 
 def _compare(operator: str, left: Any, right: Any) -> bool:

@@ -30,7 +30,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeloop import API_VERSION
-from kubeloop.core.labels import MANAGED_BY, PART_OF, owner_label_key, selector_labels, standard_labels
+from kubeloop.core.labels import (
+    MANAGED_BY,
+    PART_OF,
+    label_value,
+    owner_label_key,
+    selector_labels,
+    standard_labels,
+)
 from kubeloop.core.naming import DNS_LABEL_MAX, JOB_NAME_MAX, child_name
 from kubeloop.core.settings import Settings
 from kubeloop.trainingrun.api import RESOURCE, TrainingRunSpec
@@ -369,7 +376,7 @@ def desired_model_version(owner: Owner, spec: TrainingRunSpec) -> dict[str, Any]
             "name": owner.name,
             "namespace": owner.namespace,
             "labels": {"app.kubernetes.io/part-of": PART_OF, "app.kubernetes.io/managed-by": MANAGED_BY,
-                       "app.kubernetes.io/name": "modelversion", owner_label_key(RESOURCE.kind): owner.name[:63]},
+                       "app.kubernetes.io/name": "modelversion", owner_label_key(RESOURCE.kind): label_value(owner.name)},
         },
         "spec": {**spec.registration.to_dict(), "trainingRunRef": {"name": owner.name}},
     }

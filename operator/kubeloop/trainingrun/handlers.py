@@ -40,7 +40,7 @@ from pydantic import ValidationError
 
 from kubeloop import API_VERSION
 from kubeloop.core.kube import KubeClient, api_errors_translated
-from kubeloop.core.labels import owner_label_key
+from kubeloop.core.labels import label_value, owner_label_key
 from kubeloop.core.reconcile import (
     ObjectStoreNotConfigured,
     Observed,
@@ -148,7 +148,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
 
 def run_jobs(client: KubeClient, owner: desired.Owner) -> list[dict[str, Any]]:
     """The run's Jobs (every attempt's), those it controls."""
-    selector = f"{owner_label_key(RESOURCE.kind)}={owner.name[:63]}"
+    selector = f"{owner_label_key(RESOURCE.kind)}={label_value(owner.name)}"
     return [job for job in client.list("batch/v1", "Job", owner.namespace, label_selector=selector)
             if any(ref.get("controller") and ref.get("uid") == owner.uid
                    for ref in job["metadata"].get("ownerReferences") or [])]
