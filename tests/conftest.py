@@ -107,3 +107,10 @@ def kmock_options(request: pytest.FixtureRequest) -> dict[str, Any]:
     for marker in reversed(list(request.node.iter_markers("kmock"))):  # farthest to closest
         options.update(marker.kwargs)
     return options
+
+
+def inet_connections(process: Any) -> list[Any]:
+    """A psutil.Process's inet sockets: `net_connections` from psutil 6, `connections` before it
+    (kserve pins psutil 5.9, so both are met)."""
+    method = getattr(process, "net_connections", None) or process.connections
+    return list(method("inet"))

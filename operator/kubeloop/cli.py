@@ -53,6 +53,16 @@ def _up(args: argparse.Namespace) -> int:
     return environment.up(state_dir, with_samples=args.with_samples)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kubeloop.local import demo, environment
+
+    state_dir = Path(args.state_dir) if args.state_dir else environment.DEFAULT_STATE_DIR
+    return demo.demo(demo.DemoOptions(state_dir=state_dir, rows=args.rows, epochs=args.epochs,
+                                      live_rows=args.live_rows, keep_running=not args.exit))
+
+
 def _down(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -128,6 +138,50 @@ def _runs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(args: argparse.Namespace) -> int:
+    from kubeloop.modelversion import catalog
+    from kubeloop.store import StoreError
+
+    store = _store_for(args)
+    try:
+        if args.models_command == "list":
+            print(catalog.format_model_list(catalog.list_models(store, args.namespace)))  # type: ignore[arg-type]
+        else:
+            print(catalog.show_model(store, args.namespace, args.model))  # type: ignore[arg-type]
+    except StoreError as exc:
+        print(f"kubeloop models: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _drift(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kubeloop.core.kube import KubeClient
+    from kubeloop.driftmonitor import reports
+    from kubeloop.store import StoreError
+
+    client = KubeClient.connect(args.kubeconfig or os.environ.get("KUBECONFIG"))
+    try:
+        monitor = reports.read_monitor(client, args.namespace, args.name)
+        if args.drift_command == "show":
+            print(reports.format_monitor(monitor))
+            return 0
+        path = reports.save_report(_store_for(args), monitor,  # type: ignore[arg-type]
+                                   Path(args.output) if args.output else reports.default_report_path(args.name))
+    except (reports.ReportUnavailable, StoreError) as exc:
+        print(f"kubeloop drift {args.drift_command}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(f"drift report of {args.namespace}/{args.name}: {path}")
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubeloop",
@@ -160,6 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--with-samples", action="store_true",
                     help="also apply manifests/samples/ (one resource of each kind) to namespace default")
     up.set_defaults(handler=_up)
+    demo = commands.add_parser(
+        "demo", help="walk the whole loop locally: features, DDP training, gated serving, drift, retrain, rollout",
+        description="Start the embedded cluster and walk kubeloop's loop end to end with generated card "
+                    "transactions: FeatureSet → TrainingRun (2 workers) → ModelVersion gated and served → live "
+                    "traffic → traffic shifts → DriftMonitor flags it → automatic retrain → the new version is "
+                    "gated and rolled out. Prints each step and the kubectl commands to look around; keeps "
+                    "running until Ctrl-C unless --exit. A few minutes on 2 cores.")
+    demo.add_argument("--state-dir", help="where kubeconfig, logs and data live (default: as `kubeloop up`)")
+    demo.add_argument("--rows", type=int, default=20_000, help="training transactions to generate (default 20000)")
+    demo.add_argument("--epochs", type=int, default=6, help="training epochs (default 6)")
+    demo.add_argument("--live-rows", type=int, default=1_500,
+                      help="requests per live-traffic phase (default 1500; the shifted phase sends twice as many)")
+    demo.add_argument("--exit", action="store_true", help="stop everything when the loop has closed")
+    demo.set_defaults(handler=_demo)
     down = commands.add_parser("down", help="stop a local environment started by `kubeloop up`")
     down.add_argument("--state-dir", help="the state directory given to `kubeloop up`")
     down.set_defaults(handler=_down)
@@ -180,6 +248,34 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("names", nargs="+", help="TrainingRuns to compare")
             sub.add_argument("--png", default="learning-curves.png", help="where to write the plot")
         sub.set_defaults(handler=_runs)
+
+    models = commands.add_parser("models", help="the model registry: versions, aliases, lineage",
+                                 description="Read the model registry index in the object store: every "
+                                             "registered version with its TrainingRun, FeatureSet version, data "
+                                             "and artifact digests, metrics and aliases (champion included).")
+    models_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    for action, text in (("list", "every registered model in the namespace, with its champion"),
+                         ("show", "every version of one model, with its lineage")):
+        sub = models_commands.add_parser(action, help=text)
+        sub.add_argument("--namespace", "-n", default="default")
+        sub.add_argument("--kubeconfig", help="default: $KUBECONFIG")
+        if action == "show":
+            sub.add_argument("model", help="the registered model name (ModelVersion spec.model)")
+        sub.set_defaults(handler=_models)
+
+    drift = commands.add_parser("drift", help="a DriftMonitor's last check: per-feature table, HTML report",
+                                description="Read what a DriftMonitor's last check found.")
+    drift_commands = drift.add_subparsers(dest="drift_command", metavar="ACTION", required=True)
+    for action, text in (("show", "the last check's figures, one line per feature"),
+                         ("report", "save the last check's HTML report (and open it with --open)")):
+        sub = drift_commands.add_parser(action, help=text)
+        sub.add_argument("name", help="the DriftMonitor")
+        sub.add_argument("--namespace", "-n", default="default")
+        sub.add_argument("--kubeconfig", help="default: $KUBECONFIG")
+        if action == "report":
+            sub.add_argument("--output", "-o", help="where to save it (default: NAME-drift-report.html)")
+            sub.add_argument("--open", action="store_true", help="open the saved report in a web browser")
+        sub.set_defaults(handler=_drift)
 
     local = commands.add_parser("local", help="pieces of the embedded control plane, run one by one")
     local_commands = local.add_subparsers(dest="local_command", metavar="PIECE")

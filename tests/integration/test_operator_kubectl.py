@@ -178,9 +178,16 @@ def test_metrics_endpoint_counts_reconciles_and_phases(applied_samples: str, ope
                                                        kubectl_session: KubectlCLI):
     name = sample("DriftMonitor")["metadata"]["name"]
     wait_for(lambda: status_of(kubectl_session, "dm", name, applied_samples).get("phase"), what="dm phase")
-    text = wait_for(lambda: _scrape(operator_process["metrics_url"]), what="metrics")
-    assert 'kubeloop_reconciles_total{kind="DriftMonitor",result="ok"}' in text
-    assert 'kubeloop_resources{kind="DriftMonitor",phase="Pending"}' in text
+    # The phase gauge follows the watch event of the status write, which may come after the status
+    # is readable: wait for the line rather than reading once.
+    expected = ('kubeloop_reconciles_total{kind="DriftMonitor",result="ok"}',
+                'kubeloop_resources{kind="DriftMonitor",phase="Pending"}')
+
+    def scraped() -> str | None:
+        text = _scrape(operator_process["metrics_url"])
+        return text if all(line in text for line in expected) else None
+
+    text = wait_for(scraped, what="the DriftMonitor's reconcile and phase metrics")
     assert "kubeloop_reconcile_duration_seconds_bucket" in text
 
 

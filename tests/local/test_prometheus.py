@@ -31,6 +31,7 @@ from kubeloop.local.prometheus import (
     prometheus_config,
 )
 from kubeloop.local.supervisor import free_port
+from tests.conftest import inet_connections
 
 HANG_GUARD = 60.0  # seconds: only stops a test that would hang; never a performance limit
 T = TypeVar("T")
@@ -119,7 +120,7 @@ def test_config_scrapes_every_targets_file_each_second(tmp_path: Path) -> None:
 
 def test_ready_and_listening_on_loopback_only(prometheus: LocalPrometheus) -> None:
     assert prometheus.startup_seconds is not None
-    sockets = {(c.laddr.ip, c.laddr.port) for c in psutil.Process(prometheus.pid).net_connections("inet")
+    sockets = {(c.laddr.ip, c.laddr.port) for c in inet_connections(psutil.Process(prometheus.pid))
                if c.status == psutil.CONN_LISTEN}
     assert sockets == {("127.0.0.1", prometheus.port)}
 

@@ -39,6 +39,7 @@ from kubeloop.local.s3 import (
     weed_mini_argv,
 )
 from kubeloop.local.supervisor import StartupError
+from tests.conftest import inet_connections
 
 HANG_GUARD = 30.0  # seconds: only stops a test that would hang; never a performance limit
 BUCKET = "kubeloop-test"
@@ -60,7 +61,7 @@ def client(s3: LocalS3) -> Minio:
 
 
 def listening(pid: int) -> set[tuple[str, int]]:
-    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process(pid).net_connections("inet")
+    return {(c.laddr.ip, c.laddr.port) for c in inet_connections(psutil.Process(pid))
             if c.status == psutil.CONN_LISTEN}
 
 
@@ -198,7 +199,7 @@ def test_listens_on_loopback_only_on_its_chosen_ports(s3: LocalS3) -> None:
     # The admin server (last to start) may still be binding right after start-up.
     wait_for(lambda: {port for _, port in listening(s3.pid)} >= expected, "all ports to listen")
     assert listening(s3.pid) == {("127.0.0.1", port) for port in expected}
-    remote = {c.raddr.ip for c in psutil.Process(s3.pid).net_connections("inet") if c.raddr}
+    remote = {c.raddr.ip for c in inet_connections(psutil.Process(s3.pid)) if c.raddr}
     assert remote <= {"127.0.0.1"}, f"connections outside loopback: {remote}"
 
 

@@ -334,3 +334,23 @@ def test_conflict_is_raised_for_a_taken_id(store: ObjectStore, prefix: str,
 def _reset_path_classes() -> Iterator[None]:
     yield
     StoppingFile.server = None
+
+
+def test_verify_version_reads_every_byte_and_names_what_changed(store: ObjectStore, prefix: str) -> None:
+    version = store.publish_version(prefix, {"model.pt": b"weights" * 100, "model.json": b"{}"}, {"kind": "x"})
+    uri = store.uri(version.manifest_key)
+    assert store.verify_version(uri, version.digest).id == version.id
+    with pytest.raises(DigestMismatch, match="not sha256:0+ as recorded"):
+        store.verify_version(uri, "sha256:" + "0" * 64)
+    blob = version.file("model.pt")
+    # Same size, other bytes, metadata left as it was: only hashing the bytes finds it.
+    forged = b"WEIGHTS" * 100
+    store._client.put_object(store.bucket, blob.key, io.BytesIO(forged), len(forged),
+                             metadata={"sha256": blob.digest[7:]})
+    with pytest.raises(DigestMismatch, match="file 'model.pt' of version .* modified or truncated"):
+        store.verify_version(uri, version.digest)
+    store.delete(blob.key)
+    with pytest.raises(NotFound, match="file 'model.pt' of version .* is missing"):
+        store.verify_version(uri, version.digest)
+    with pytest.raises(ValueError, match="not in this object store's bucket"):
+        store.verify_version("s3://elsewhere/x/versions/aaaaaaaaaaaa.json", version.digest)

@@ -172,7 +172,7 @@ def test_the_run_document_is_what_the_trainer_reads():
 def test_gpus_get_limits_the_gpu_toleration_and_shared_memory():
     pod = built("gpu-4x8-kueue")["job"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["resources"]["limits"]["nvidia.com/gpu"] == 8
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "8"
     assert desired.GPU_TOLERATION in pod["tolerations"]
     assert {"key": "dedicated", "operator": "Equal", "value": "training", "effect": "NoSchedule"} in pod["tolerations"]
     assert {"name": "dshm", "mountPath": "/dev/shm"} in container["volumeMounts"]

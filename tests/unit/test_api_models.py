@@ -250,7 +250,7 @@ def test_condition_matches_metav1_shape() -> None:
 def test_resources_map_gpus_to_nvidia_limit() -> None:
     assert Resources(cpu="2", memory="4Gi", gpus=2).requirements() == {
         "requests": {"cpu": "2", "memory": "4Gi"},
-        "limits": {"memory": "4Gi", "nvidia.com/gpu": 2},
+        "limits": {"memory": "4Gi", "nvidia.com/gpu": "2"},
     }
     assert "nvidia.com/gpu" not in Resources().requirements()["limits"]
 
@@ -453,7 +453,7 @@ SEMANTIC_CASES = [
         "spec.gates[2].metric",
         "has neither min, max, minDeltaVsChampion",
     ),
-    ("ModelVersion", {"gates[0].max": 0.5}, "spec.gates[0].max", "must not be less than min (0.85)"),
+    ("ModelVersion", {"gates[0].max": 0.5}, "spec.gates[0].max", "must not be less than min (0.7)"),
     (
         "ModelVersion",
         {"serving.rollout.steps": [10, 50, 50, 100]},

@@ -275,7 +275,7 @@ class Resources(KubeModel):
         requests: dict[str, int | str] = {"cpu": self.cpu, "memory": self.memory}
         limits: dict[str, int | str] = {"memory": self.memory}
         if self.gpus:
-            limits["nvidia.com/gpu"] = self.gpus
+            limits["nvidia.com/gpu"] = str(self.gpus)  # a quantity: the API returns it as a string
         return {"requests": requests, "limits": limits}
 
 

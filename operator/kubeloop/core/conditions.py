@@ -12,7 +12,7 @@ Rules, as in the best Go operators:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -24,6 +24,18 @@ READY = "Ready"
 def timestamp(now: datetime) -> str:
     """RFC 3339 with second precision and a `Z`, as the Kubernetes API writes times."""
     return now.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(text: Any) -> datetime | None:
+    """An RFC 3339 time as the API server (or a pod) writes it, as an aware UTC datetime; None
+    for anything else."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def find_condition(conditions: Iterable[Mapping[str, Any]] | None, type_: str) -> Condition | None:

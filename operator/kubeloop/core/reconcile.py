@@ -9,6 +9,7 @@ not retry until the spec changes), status written only where it changed, and met
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,6 +26,8 @@ from kubeloop.core.kube import KubeClient, resource_type
 from kubeloop.core.labels import owner_label_key
 from kubeloop.core.metrics import OPERATOR_METRICS, OperatorMetrics
 from kubeloop.core.settings import Settings
+
+log = logging.getLogger("kubeloop.reconcile")
 
 INVALID_SPEC = "InvalidSpec"
 ACCEPTED = "Accepted"
@@ -345,3 +348,49 @@ def resync_all(client: KubeClient, items: Sequence[Reconcilable], namespaces: Se
             for body in objects:
                 written += resync_object(client, item, body, now=now or datetime.now(UTC))
     return written
+
+
+class PhasePoller(threading.Thread):
+    """Re-reconciles the objects of one kind whose `status.phase` is in `phases` every `interval`
+    seconds, for what no watch event announces: a trainer's progress file, the end of a canary
+    step. The periodic resync covers every object, but minutes apart."""
+
+    def __init__(self, client: KubeClient, item: Reconcilable, phases: Sequence[str], interval: float,
+                 namespaces: Sequence[str]) -> None:
+        super().__init__(name=f"kubeloop-{item.definition.plural}-poller", daemon=True)
+        self.client, self.item, self.phases = client, item, tuple(phases)
+        self.interval, self.namespaces = interval, namespaces
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        definition = self.item.definition
+        while not self.stop.wait(self.interval):
+            try:
+                scopes: list[str | None] = list(self.namespaces) or [None]
+                for namespace in scopes:
+                    for body in self.client.list(definition.api_version, definition.kind, namespace):
+                        if (body.get("status") or {}).get("phase") in self.phases:
+                            resync_object(self.client, self.item, body, now=datetime.now(UTC))
+            except Exception:  # one failed poll must not end polling
+                log.exception("%s poll failed; retrying in %.0fs", definition.kind, self.interval)
+
+
+def register_poller(registry: kopf.OperatorRegistry, item: Reconcilable, phases: Sequence[str]) -> None:
+    """Run a `PhasePoller` for `item` while the operator runs (every `progress_poll_seconds`)."""
+    running: dict[str, PhasePoller] = {}
+
+    def start(logger: Any, **_: Any) -> None:
+        runtime = Runtime.current
+        if runtime is None:  # kopf run without kubeloop's manager (a test of handlers alone)
+            logger.warning("no operator runtime: %s phases %s are not polled", item.definition.kind, phases)
+            return
+        running["thread"] = PhasePoller(runtime.client, item, phases, runtime.settings.progress_poll_seconds,
+                                        runtime.settings.namespaces)
+        running["thread"].start()
+
+    def stop(**_: Any) -> None:
+        if "thread" in running:
+            running.pop("thread").stop.set()
+
+    kopf.on.startup(registry=registry, id=f"{item.definition.plural}-poller")(start)
+    kopf.on.cleanup(registry=registry, id=f"{item.definition.plural}-poller")(stop)

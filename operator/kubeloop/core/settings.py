@@ -103,6 +103,9 @@ class Settings:
     object_store: ObjectStore = dataclasses.field(default_factory=ObjectStore)
     log_format: str = "plain"
     post_events: bool = True
+    # Prometheus the operator queries for rollout failure conditions (the model servers' error
+    # rate and latency); None: those conditions cannot be evaluated and the status says so.
+    prometheus_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -136,4 +139,5 @@ class Settings:
             ),
             log_format=log_format,
             post_events=_bool(env, "POST_EVENTS", defaults.post_events),
+            prometheus_url=(env.get(ENV_PREFIX + "PROMETHEUS_URL") or "").rstrip("/") or None,
         )

@@ -89,6 +89,12 @@ class Reason(StrEnum):
     """The last retraining TrainingRun failed."""
     RETRAIN_DISABLED = "RetrainDisabled"
     """Drift was found and `spec.retrain` is absent or onDrift is false: reported only."""
+    RETRAIN_SOURCE_NOT_FOUND = "RetrainSourceNotFound"
+    """A retrain is due but the TrainingRun to copy (`spec.retrain.templateRef`, or the run that
+    produced the monitored model) does not exist; the message names it."""
+    OBJECT_STORE_UNAVAILABLE = "ObjectStoreUnavailable"
+    """The check results cannot be read (no object store Secret, store unreachable); the message
+    says what to fix."""
 
 
 class Thresholds(KubeModel):
@@ -139,8 +145,9 @@ class DriftMonitorSpec(KubeModel):
     features: list[str] = Field(default_factory=list)
     """Features to test; empty: every feature of the model's FeatureSet version."""
     method: DriftMethod = "auto"
-    """Statistical test: auto picks per feature by type and sample size (ks or wasserstein for
-    numerical, chi2 or jensenshannon for categorical features); the others force one test."""
+    """Statistical test: auto picks per feature by type and reference size (ks up to 1,000
+    reference values, normed wasserstein above, for numerical features; chi2 with an effect-size
+    floor for categorical and low-cardinality ones); the others force one test."""
     thresholds: Thresholds = Field(default_factory=Thresholds)
     """Per-method drift thresholds."""
     correction: Correction = "fdr"
@@ -148,7 +155,8 @@ class DriftMonitorSpec(KubeModel):
     bonferroni, or none."""
     min_effect_size: float | None = Field(default=None, gt=0)
     """For p-value tests, also require this effect size (the KS statistic for ks, Cramer's V
-    for chi2), so that very large samples do not flag negligible shifts. Omitted: p-value only."""
+    for chi2), so that very large samples do not flag negligible shifts. Omitted: p-value only,
+    except auto's chi2, which requires Cramer's V >= 0.02."""
     drift_share: float = Field(default=0.5, gt=0, le=1)
     """Dataset-level drift when at least this fraction of the tested features drifted."""
     reference: Literal["profile", "data"] = "profile"
@@ -213,8 +221,8 @@ class DriftMonitorStatus(StatusModel):
     """Observed state of a DriftMonitor."""
 
     phase: DriftMonitorPhase | None = None
-    """Pending (no check yet), Healthy, Drifted, InsufficientData, Retraining, or Failed (the
-    check cannot run, or the spec is invalid)."""
+    """Pending (no check yet, or waiting for the model to monitor: Ready says which), Healthy,
+    Drifted, InsufficientData, Retraining, or Failed (the last check failed, or the spec is invalid)."""
     model: str | None = None
     """Registered model monitored."""
     model_version: str | None = None

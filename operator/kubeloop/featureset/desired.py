@@ -23,35 +23,30 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from kubeloop import API_VERSION
+from kubeloop.core import owners
 from kubeloop.core.labels import standard_labels
 from kubeloop.core.naming import CRONJOB_NAME_MAX, JOB_NAME_MAX, child_name
 from kubeloop.core.settings import Settings
+from kubeloop.core.workloads import (
+    cronjob_spec,
+    entrypoint_job_spec,
+    jobs_pod_template,
+    object_store_env,
+    scratch_env,
+    secret_env,
+)
 from kubeloop.featureset.api import RESOURCE, FeatureSetSpec
 
 COMPONENT = "materializer"
 CONTAINER = "materialize"
 MATERIALIZER_MODULE = "kubeloop.featureset.materialize"
 
-# The materializer's exit codes (its contract): 3 = retrying cannot help.
-EXIT_PERMANENT_FAILURE = 3
 BACKOFF_LIMIT = 2
 # Finished one-off Jobs stay a day so that `kubectl get jobs` / `kubectl logs job/...` show
 # what happened; the run record in the object store keeps the outcome after that.
 TTL_SECONDS_AFTER_FINISHED = 24 * 3600
-# A scheduled run that could not start within an hour (operator or control plane down)
-# is skipped; the next schedule runs instead of a pile of late ones.
-STARTING_DEADLINE_SECONDS = 3600
-SUCCESSFUL_JOBS_HISTORY_LIMIT = 3
-FAILED_JOBS_HISTORY_LIMIT = 3
-# The pod's only writable directory (the root filesystem is read-only): temporary files of
-# a materialization in progress (chunks, the Parquet file before upload).
-SCRATCH_VOLUME = "scratch"
-SCRATCH_PATH = "/scratch"
-NON_ROOT_ID = 65532  # the "nonroot" user of distroless images
 
 # Labels and annotations kubeloop puts on materialization Jobs.
 TRIGGER_LABEL = "kubeloop.dev/trigger"
@@ -73,19 +68,10 @@ SOURCE_SECRET_KEYS: tuple[tuple[str, bool], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The FeatureSet the children belong to, as its metadata says."""
+class Owner(owners.Owner):
+    """The FeatureSet the children belong to."""
 
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-
-    def reference(self) -> dict[str, Any]:
-        """A controller ownerReference: children are garbage-collected with the FeatureSet."""
-        return {"apiVersion": API_VERSION, "kind": RESOURCE.kind, "name": self.name, "uid": self.uid,
-                "controller": True, "blockOwnerDeletion": True}
+    kind = RESOURCE.kind
 
 
 # -- names ------------------------------------------------------------------------------------
@@ -111,92 +97,34 @@ def featureset_document(spec: FeatureSetSpec, owner: Owner) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
-def _secret_env(variable: str, secret: str, key: str, *, optional: bool = False) -> dict[str, Any]:
-    ref: dict[str, Any] = {"name": secret, "key": key}
-    if optional:
-        ref["optional"] = True
-    return {"name": variable, "valueFrom": {"secretKeyRef": ref}}
-
-
 def materializer_env(spec: FeatureSetSpec, owner: Owner, settings: Settings) -> list[dict[str, Any]]:
     """The environment of the materializer (its contract), credentials by Secret reference only."""
-    store = settings.object_store
     env: list[dict[str, Any]] = [
         {"name": ENV_FEATURESET, "value": featureset_document(spec, owner)},
         # The run id is the Job's name, which Jobs created by the CronJob get from it.
         {"name": ENV_RUN_ID, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{JOB_NAME_LABEL}']"}}},
-        {"name": "KUBELOOP_S3_ENDPOINT", "value": store.endpoint},
-        {"name": "KUBELOOP_S3_BUCKET", "value": store.bucket},
-        {"name": "AWS_REGION", "value": store.region},
-        _secret_env("AWS_ACCESS_KEY_ID", store.secret_name, "accessKey"),
-        _secret_env("AWS_SECRET_ACCESS_KEY", store.secret_name, "secretKey"),
+        *object_store_env(settings.object_store),
     ]
     secret_ref = spec.source.secret_ref
     if secret_ref is not None:
-        env += [_secret_env(SOURCE_ENV_PREFIX + key, secret_ref.name, key, optional=not required)
+        env += [secret_env(SOURCE_ENV_PREFIX + key, secret_ref.name, key, optional=not required)
                 for key, required in SOURCE_SECRET_KEYS]
-    env += [
-        {"name": "TMPDIR", "value": SCRATCH_PATH},
-        {"name": "HOME", "value": SCRATCH_PATH},
-        # Progress lines reach `kubectl logs` as they are printed, not when a buffer fills.
-        {"name": "PYTHONUNBUFFERED", "value": "1"},
-    ]
-    return env
+    return [*env, *scratch_env()]
 
 
 def materialization_pod_template(spec: FeatureSetSpec, owner: Owner, settings: Settings,
                                  labels: Mapping[str, str]) -> dict[str, Any]:
     """The materialization pod: restricted security context, resources from the spec."""
-    container = {
-        "name": CONTAINER,
-        "image": settings.images.jobs,
-        "command": ["python", "-m", MATERIALIZER_MODULE],
-        "env": materializer_env(spec, owner, settings),
-        "resources": spec.resources.requirements(),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
-        "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH}],
-    }
-    return {
-        "metadata": {"labels": dict(labels)},
-        "spec": {
-            # podFailurePolicy needs Never: each retry is a new pod, counted by backoffLimit.
-            "restartPolicy": "Never",
-            # The materializer talks to the object store only, never to the API server.
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": NON_ROOT_ID,
-                "runAsGroup": NON_ROOT_ID,
-                "fsGroup": NON_ROOT_ID,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "containers": [container],
-            "volumes": [{"name": SCRATCH_VOLUME, "emptyDir": {}}],
-        },
-    }
+    return jobs_pod_template(container=CONTAINER, module=MATERIALIZER_MODULE,
+                             env=materializer_env(spec, owner, settings),
+                             resources=spec.resources.requirements(), labels=labels, settings=settings)
 
 
 def materialization_job_spec(spec: FeatureSetSpec, owner: Owner, settings: Settings,
                              labels: Mapping[str, str]) -> dict[str, Any]:
     """The Job spec shared by the one-off Job and the CronJob's job template."""
-    return {
-        "backoffLimit": BACKOFF_LIMIT,
-        "ttlSecondsAfterFinished": TTL_SECONDS_AFTER_FINISHED,
-        "podFailurePolicy": {"rules": [
-            # A broken data contract or a missing source: another attempt would fail the same way.
-            {"action": "FailJob",
-             "onExitCodes": {"containerName": CONTAINER, "operator": "In",
-                             "values": [EXIT_PERMANENT_FAILURE]}},
-            # A pod evicted or preempted did nothing wrong: not counted against backoffLimit.
-            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-        ]},
-        "template": materialization_pod_template(spec, owner, settings, labels),
-    }
+    return entrypoint_job_spec(materialization_pod_template(spec, owner, settings, labels), container=CONTAINER,
+                               backoff_limit=BACKOFF_LIMIT, ttl_seconds_after_finished=TTL_SECONDS_AFTER_FINISHED)
 
 
 def _labels(owner: Owner, trigger: str) -> dict[str, str]:
@@ -212,13 +140,8 @@ def desired_materialization_job(spec: FeatureSetSpec, owner: Owner, settings: Se
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {
-            "name": materialization_job_name(owner),
-            "namespace": owner.namespace,
-            "labels": dict(labels),
-            "annotations": {GENERATION_ANNOTATION: str(owner.generation)},
-            "ownerReferences": [owner.reference()],
-        },
+        "metadata": owner.child_metadata(materialization_job_name(owner), labels,
+                                         {GENERATION_ANNOTATION: str(owner.generation)}),
         "spec": materialization_job_spec(spec, owner, settings, labels),
     }
 
@@ -231,25 +154,11 @@ def desired_cronjob(spec: FeatureSetSpec, owner: Owner, settings: Settings) -> d
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": {
-            "name": cronjob_name(owner),
-            "namespace": owner.namespace,
-            "labels": dict(labels),
-            "annotations": {GENERATION_ANNOTATION: str(owner.generation)},
-            "ownerReferences": [owner.reference()],
-        },
-        "spec": {
-            "schedule": spec.schedule,
-            "timeZone": "Etc/UTC",  # spec.schedule is documented as UTC, whatever the controller's zone
-            "concurrencyPolicy": "Forbid",
-            "startingDeadlineSeconds": STARTING_DEADLINE_SECONDS,
-            "successfulJobsHistoryLimit": SUCCESSFUL_JOBS_HISTORY_LIMIT,
-            "failedJobsHistoryLimit": FAILED_JOBS_HISTORY_LIMIT,
-            "jobTemplate": {
-                "metadata": {"labels": dict(labels), "annotations": {GENERATION_ANNOTATION: str(owner.generation)}},
-                "spec": materialization_job_spec(spec, owner, settings, labels),
-            },
-        },
+        "metadata": owner.child_metadata(cronjob_name(owner), labels, {GENERATION_ANNOTATION: str(owner.generation)}),
+        "spec": cronjob_spec(
+            spec.schedule,
+            {"labels": dict(labels), "annotations": {GENERATION_ANNOTATION: str(owner.generation)}},
+            materialization_job_spec(spec, owner, settings, labels)),
     }
 
 

@@ -23,12 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 
-from kubeloop.core.conditions import timestamp
+from kubeloop.core.events import post_event
 from kubeloop.core.kube import KubeClient, api_errors_translated
 from kubeloop.core.labels import label_value, owner_label_key
-from kubeloop.core.naming import short_hash
 from kubeloop.core.reconcile import ObjectStoreNotConfigured, Observed, Runtime, register_reconciler
 from kubeloop.featureset import desired, results, status
 from kubeloop.featureset.api import RESOURCE, FeatureSetSpec
@@ -41,14 +39,12 @@ CHILDREN = [("batch", "v1", "jobs"), ("batch", "v1", "cronjobs")]
 # Run results read per pass: the newest Job's is among them, and the newest successful run's
 # (which decides the latest version) nearly always.
 RECENT_RUNS = 5
-EVENT_SOURCE = "kubeloop-operator"
 
 
 def reconcile(spec: FeatureSetSpec, observed: Observed) -> dict[str, Any]:
     runtime = Runtime.get()
     client, settings = runtime.client, runtime.settings
-    owner = desired.Owner(name=observed.name, namespace=observed.namespace, uid=observed.uid,
-                          generation=observed.generation or 1)
+    owner = desired.Owner.of(observed)
     prefix = results.featureset_prefix(owner.namespace, owner.name)
     with api_errors_translated(f"reconciling the CronJob and Jobs of FeatureSet {owner.namespace}/{owner.name}"):
         cronjob = apply_cronjob(client, desired.desired_cronjob(spec, owner, settings), owner)
@@ -84,7 +80,7 @@ def reconcile(spec: FeatureSetSpec, observed: Observed) -> dict[str, Any]:
         now=observed.now, bucket=settings.object_store.bucket, prefix=prefix)
     if settings.post_events:
         for event in status.transition_events(observed.status, new_status):
-            post_event(client, observed, event)
+            post_event(client, RESOURCE.api_version, RESOURCE.kind, observed, event)
     return new_status
 
 
@@ -183,35 +179,3 @@ def run_recorded(store: ObjectStore, owner: desired.Owner, run_id: str) -> bool:
         return store.exists(results.run_result_key(owner.namespace, owner.name, run_id))
     except StoreError:
         return False
-
-
-# -- events -------------------------------------------------------------------------------------
-
-
-def post_event(client: KubeClient, observed: Observed, event: status.Event) -> None:
-    """Post `event` about the FeatureSet. The name is derived from its content, so two passes
-    that see the same transition post it once (the second create is refused as a conflict)."""
-    digest = short_hash(f"{observed.uid}/{event.type}/{event.reason}/{event.message}", 16)
-    when = timestamp(observed.now)
-    body = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": f"{observed.name[:200]}.{digest}", "namespace": observed.namespace},
-        "involvedObject": {"apiVersion": RESOURCE.api_version, "kind": RESOURCE.kind, "name": observed.name,
-                           "namespace": observed.namespace, "uid": observed.uid},
-        "type": event.type,
-        "reason": event.reason,
-        "message": event.message[:1024],
-        "source": {"component": EVENT_SOURCE},
-        "reportingComponent": EVENT_SOURCE,
-        "reportingInstance": EVENT_SOURCE,
-        "firstTimestamp": when,
-        "lastTimestamp": when,
-        "count": 1,
-    }
-    try:
-        client.request("POST", f"/api/v1/namespaces/{observed.namespace}/events", body=body)
-    except ApiException as exc:
-        if exc.status != 409:  # 409: this transition was already reported
-            log.warning("could not post event %s about FeatureSet %s/%s: %s", event.reason,
-                        observed.namespace, observed.name, exc.reason)

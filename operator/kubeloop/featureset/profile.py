@@ -397,7 +397,7 @@ class _ColumnAccumulator:
         elif kind == "categorical":
             self.nulls += array.null_count
             assert self.counter is not None
-            self.counter.update(_categories(array))
+            self.counter.update(categories_of(array))
         else:
             self.nulls += array.null_count
 
@@ -501,7 +501,7 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def _categories(array: pa.Array) -> pa.Array:
+def categories_of(array: pa.Array) -> pa.Array:
     """The category of each row: the value itself, or the hot slot of a oneHot vector."""
     if pa.types.is_fixed_size_list(array.type):
         width = array.type.list_size

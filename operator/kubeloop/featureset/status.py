@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
 
 from kubeloop.core import conditions
+from kubeloop.core.events import Event
 from kubeloop.core.reconcile import Observed
 from kubeloop.featureset import results
 from kubeloop.featureset.api import ConditionType, FeatureSetSpec, Reason
@@ -336,14 +337,6 @@ def compute_status(
         "observedGeneration": generation,
         "conditions": conds,
     }
-
-
-class Event(NamedTuple):
-    """A Kubernetes Event to post about the FeatureSet."""
-
-    type: str  # Normal or Warning
-    reason: str
-    message: str
 
 
 def transition_events(previous: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:

@@ -83,6 +83,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -128,6 +129,10 @@ _HASH_SEED = np.uint64(0xCBF29CE484222325)
 _HASH_MULTIPLIER = np.uint64(0x100000001B3)
 _HASH_LENGTH_MIX = np.uint64(0x9E3779B97F4A7C15)
 
+_SMALL = 16
+"""Up to this many rows (a request), kernels take a per-value path where Arrow's per-call set-up
+(hash tables, casts) would cost more than the rows; the results are the same by construction."""
+
 
 class TransformInputError(ValueError):
     """Input a feature cannot be computed from: a missing column, a value of the wrong type, a
@@ -157,6 +162,9 @@ def _validity(array: pa.Array) -> np.ndarray:
 
 def _numbers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """Values as float64 (nulls as 0) and the validity mask of an integer/float/bool array."""
+    if array.null_count == 0:
+        values = array.to_numpy(zero_copy_only=False)  # zero-copy for numbers
+        return values.astype(np.float64, copy=False), np.ones(len(values), dtype=bool)
     valid = _validity(array)
     if array.null_count:
         array = pc.fill_null(array, pa.scalar(False if pa.types.is_boolean(array.type) else 0, array.type))
@@ -172,7 +180,9 @@ def _integers(array: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 
 def _float_array(values: np.ndarray, valid: np.ndarray) -> pa.Array:
     """A float64 array; NaN (from arithmetic) is null, as everywhere in a pipeline."""
-    valid = valid & ~np.isnan(values)
+    nan = np.isnan(values)
+    if nan.any():
+        valid = valid & ~nan
     return pa.array(values, type=pa.float64(), mask=None if valid.all() else ~valid)
 
 
@@ -244,7 +254,11 @@ def _coerce(array: pa.Array, kind: Kind) -> pa.Array:
         return pa.nulls(len(array), _KIND_TYPES[kind])
     if kind == "timestamp":
         return _to_timestamp(array)
-    got = _describe(type_)
+    if type_ == _KIND_TYPES[kind]:  # already of its kind (a request or a Parquet column nearly always is)
+        if kind == "float" and _has_nan(array):
+            values, valid = _numbers(array)
+            return _float_array(values, valid)
+        return array
     if kind == "integer":
         if pa.types.is_integer(type_):
             largest = pc.max(array).as_py() if pa.types.is_uint64(type_) else None
@@ -262,7 +276,7 @@ def _coerce(array: pa.Array, kind: Kind) -> pa.Array:
     elif kind == "float":
         if pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_decimal(type_):
             array = pc.cast(array, pa.float64(), safe=False)
-            if array.null_count != len(array) and pc.any(pc.is_nan(array)).as_py():
+            if _has_nan(array):
                 values, valid = _numbers(array)
                 return _float_array(values, valid)
             return array
@@ -271,7 +285,14 @@ def _coerce(array: pa.Array, kind: Kind) -> pa.Array:
             return array
     elif kind == "string" and _is_string(type_):
         return pc.cast(array, pa.large_string())
-    raise _Problem(f"expected {_NOUNS[kind]}, got {got}{_sample(array)}")
+    raise _Problem(f"expected {_NOUNS[kind]}, got {_describe(type_)}{_sample(array)}")
+
+
+def _has_nan(array: pa.Array) -> bool:
+    """Whether a float64 array holds NaN among its valid values."""
+    if array.null_count == 0:
+        return bool(np.isnan(array.to_numpy()).any())  # zero-copy
+    return array.null_count != len(array) and bool(pc.any(pc.is_nan(array)).as_py())
 
 
 def read_column(array: pa.Array | pa.ChunkedArray, kind: Kind, column: str = "") -> pa.Array:
@@ -409,6 +430,24 @@ def _canonical_strings(array: pa.Array) -> pa.Array:
     return pc.fill_null(array, "") if array.null_count else array
 
 
+_POWERS_KEPT = 4096
+_powers = np.ones(1, dtype=np.uint64)
+
+
+def _hash_powers(longest: int) -> np.ndarray:
+    """powers[i] = P**i mod 2**64 (uint64 products wrap, which is the mod) for i <= longest; the
+    table for values up to `_POWERS_KEPT` bytes is kept between calls."""
+    global _powers
+    if len(_powers) > longest:
+        return _powers
+    size = max(longest + 1, min(2 * len(_powers), _POWERS_KEPT + 1))
+    powers = np.ones(size, dtype=np.uint64)
+    powers[1:] = np.cumprod(np.full(size - 1, _HASH_MULTIPLIER, dtype=np.uint64))
+    if size <= _POWERS_KEPT + 1:
+        _powers = powers
+    return powers
+
+
 def stable_hash64(array: pa.Array) -> np.ndarray:
     """`HASH_ALGORITHM` of each value of an integer, string or boolean array, as uint64.
 
@@ -423,12 +462,9 @@ def stable_hash64(array: pa.Array) -> np.ndarray:
         return np.empty(0, dtype=np.uint64)
     buffers = strings.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64, count=n + 1, offset=strings.offset * 8)
-    lengths = np.diff(offsets)
+    lengths = offsets[1:] - offsets[:-1]
     first, last = int(offsets[0]), int(offsets[-1])
-    # powers[i] = P**i mod 2**64 (uint64 products wrap, which is the mod).
-    longest = int(lengths.max())
-    powers = np.ones(longest + 1, dtype=np.uint64)
-    powers[1:] = np.cumprod(np.full(longest, _HASH_MULTIPLIER, dtype=np.uint64))
+    powers = _hash_powers(int(lengths.max()))
     poly = _HASH_SEED * powers[lengths]
     if last > first:
         data = np.frombuffer(buffers[2], dtype=np.uint8)[first:last].astype(np.uint64) + np.uint64(1)
@@ -458,6 +494,26 @@ class FittedStep:
     def apply(self, array: pa.Array) -> pa.Array:
         """Applies the step to a column of `input_kind` (the batch kernel, used by both forms)."""
         return _KERNELS[self.transform.type](array, self)
+
+    # Constants a kernel derives from the parameters, built once per step rather than per call.
+
+    @cached_property
+    def vocabulary_array(self) -> pa.Array:
+        """A vocabulary step's values as an Arrow array of the input kind."""
+        return pa.array(self.params["vocabulary"], type=_KIND_TYPES[self.input_kind])
+
+    @cached_property
+    def vocabulary_positions(self) -> dict[Any, int]:
+        """A vocabulary step's value -> index (the first occurrence, as index_in)."""
+        positions: dict[Any, int] = {}
+        for position, value in enumerate(self.vocabulary_array.to_pylist()):
+            positions.setdefault(value, position)
+        return positions
+
+    @cached_property
+    def boundaries(self) -> np.ndarray:
+        """A bucketize step's boundaries as float64."""
+        return np.asarray(self.params["boundaries"], dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -722,16 +778,21 @@ def _min_max(array: pa.Array, step: FittedStep) -> pa.Array:
 
 def _bucketize(array: pa.Array, step: FittedStep) -> pa.Array:
     values, valid = _numbers(array)
-    boundaries = np.asarray(step.params["boundaries"], dtype=np.float64)
-    return _int_array(np.searchsorted(boundaries, values, side="right").astype(np.int64), valid)
+    return _int_array(np.searchsorted(step.boundaries, values, side="right").astype(np.int64), valid)
 
 
 def _vocabulary(array: pa.Array, step: FittedStep) -> pa.Array:
-    vocabulary = pa.array(step.params["vocabulary"], type=_KIND_TYPES[step.input_kind])
-    size, oov = len(vocabulary), int(step.params["oovBuckets"])
+    size, oov = len(step.params["vocabulary"]), int(step.params["oovBuckets"])
     valid = _validity(array)
-    found = pc.index_in(array, value_set=vocabulary)
-    index, known = _integers(found)
+    if len(array) <= _SMALL:
+        # A few rows (a request): a dict lookup per value; Arrow's index_in would build a hash
+        # table of the whole vocabulary on every call. Same mapping, first occurrence wins.
+        positions = step.vocabulary_positions
+        found = [positions.get(value) for value in array.to_pylist()]
+        known = np.array([position is not None for position in found], dtype=bool)
+        index = np.array([position or 0 for position in found], dtype=np.int64)
+    else:
+        index, known = _integers(pc.index_in(array, value_set=step.vocabulary_array))
     unseen = valid & ~known
     if unseen.any():
         index[unseen] = size if oov == 1 else size + _hash_buckets(array.filter(pa.array(unseen)), oov)
@@ -836,7 +897,8 @@ def _cast_values(values: np.ndarray, valid: np.ndarray, target: pa.DataType) -> 
     return np.where(valid, truncated, 0).astype(target.to_pandas_dtype()), valid
 
 
-def _cast_output(array: pa.Array, kind: Kind, dtype: FeatureDtype | None) -> pa.Array:
+def _cast_output(array: pa.Array, kind: Kind, dtype: FeatureDtype | None, target: pa.DataType) -> pa.Array:
+    """`array` (of `kind`) cast to the feature's `output_type(kind, dtype)`, `target`."""
     if kind == "vector":
         if dtype is None or dtype == "float32":
             return array
@@ -847,7 +909,6 @@ def _cast_output(array: pa.Array, kind: Kind, dtype: FeatureDtype | None) -> pa.
         return pa.FixedSizeListArray.from_arrays(
             pa.array(values, type=_DTYPES[dtype]), width, mask=None if valid.all() else pa.array(~valid)
         )
-    target = output_type(kind, dtype)
     if array.type == target:
         return array
     if pa.types.is_string(target) or kind == "string":
@@ -879,7 +940,7 @@ class FittedFeature:
     def output_kind(self) -> Kind:
         return self.steps[-1].output_kind if self.steps else self.source_kind
 
-    @property
+    @cached_property
     def output_type(self) -> pa.DataType:
         width = None
         if self.output_kind == "vector":
@@ -893,7 +954,7 @@ class FittedFeature:
         try:
             for step in self.steps:
                 array = step.apply(array)
-            return _cast_output(array, self.output_kind, self.dtype)
+            return _cast_output(array, self.output_kind, self.dtype, self.output_type)
         except _Problem as problem:
             raise TransformInputError(self.name, self.source, str(problem)) from None
 
@@ -933,9 +994,18 @@ class FittedFeatures:
         """Columns a table or request must carry, with the kind each is read as."""
         return {f.source: f.source_kind for f in self.features}
 
-    @property
+    @cached_property
+    def source_users(self) -> tuple[tuple[str, str, Kind], ...]:
+        """(column, the first feature computed from it, the column's kind) per source column, in
+        `source_columns` order: errors about a column name a feature."""
+        users: dict[str, tuple[str, str, Kind]] = {}
+        for feature in self.features:
+            users.setdefault(feature.source, (feature.source, feature.name, feature.source_kind))
+        return tuple(users.values())
+
+    @cached_property
     def output_schema(self) -> pa.Schema:
-        """Arrow schema of `apply_batch`'s result."""
+        """Arrow schema of `apply_batch`'s result (built once: the server applies it per request)."""
         return pa.schema([pa.field(f.name, f.output_type) for f in self.features])
 
     def to_dict(self) -> dict[str, Any]:
@@ -977,8 +1047,11 @@ def _needs_fit(transform: Transform) -> bool:
 def _source_array(table: pa.Table, feature: str, column: str, kind: Kind) -> pa.Array:
     if table.schema.get_field_index(column) < 0:
         raise TransformInputError(feature, column, "the column is missing")
+    chunks = table.column(column)
+    # One chunk (a request, a record batch) is used as it is; more are concatenated.
+    array = chunks.chunk(0) if chunks.num_chunks == 1 else chunks.combine_chunks()
     try:
-        return _coerce(table.column(column).combine_chunks(), kind)
+        return _coerce(array, kind)
     except _Problem as problem:
         raise TransformInputError(feature, column, str(problem)) from None
 
@@ -1145,16 +1218,13 @@ def apply_online(fitted: FittedFeatures, row: Mapping[str, Any]) -> dict[str, An
     """The features of one request row (JSON-like values: None, bool, int, float, str, datetime,
     date), computed by `apply_batch` on a one-row table: the same kernels, the same results.
     Raises `TransformInputError` naming the feature, the column and the problem."""
-    users: dict[str, str] = {}
-    for feature in fitted.features:
-        users.setdefault(feature.source, feature.name)
     arrays: dict[str, pa.Array] = {}
-    for column, kind in fitted.source_columns.items():
+    for column, feature, kind in fitted.source_users:
         if column not in row:
-            raise TransformInputError(users[column], column, "the column is missing from the request")
+            raise TransformInputError(feature, column, "the column is missing from the request")
         try:
             arrays[column] = _online_array(row[column], kind)
         except _Problem as problem:
-            raise TransformInputError(users[column], column, str(problem)) from None
+            raise TransformInputError(feature, column, str(problem)) from None
     result = apply_batch(fitted, pa.table(arrays) if arrays else pa.table({}))
     return {name: result.column(name)[0].as_py() for name in result.column_names}

@@ -84,9 +84,11 @@ class LocalEnvironment:
             self._install_crds()
             s3_thread.join()
             self._store_s3_secret("default")
+            # Prometheus first: the node writes scrape targets into its folder and the operator
+            # queries it for rollout checks.
+            self._start_prometheus()
             self._start_node()
             self._start_operator()
-            self._start_prometheus()
             self._write_run_file()
             if with_samples:
                 self._apply_samples()
@@ -130,7 +132,9 @@ class LocalEnvironment:
         process = ManagedProcess(
             "node",
             python_module("kubeloop", "local", "node", "--kubeconfig", str(self.kubeconfig),
-                          "--state-dir", str(self.state_dir / "node"), "--node-name", NODE_NAME),
+                          "--state-dir", str(self.state_dir / "node"), "--node-name", NODE_NAME,
+                          *(["--prometheus-targets-dir", str(self.prometheus.targets_dir)] if self.prometheus
+                            else [])),
             log_path=self.state_dir / "logs" / "node.log",
             env=self._workload_env()).start()
         self.processes.append(process)
@@ -185,7 +189,9 @@ class LocalEnvironment:
             python_module("kubeloop", "operator", "--kubeconfig", str(self.kubeconfig),
                           "--metrics-address", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                           "--health-address", "127.0.0.1", "--health-port", str(self.health_port)),
-            log_path=self.state_dir / "logs" / "operator.log", env=self._workload_env()).start()
+            log_path=self.state_dir / "logs" / "operator.log",
+            env={**self._workload_env(),
+                 **({"KUBELOOP_PROMETHEUS_URL": self.prometheus.url} if self.prometheus else {})}).start()
         self.processes.append(process)
         process.wait_ready(f"http://127.0.0.1:{self.health_port}/healthz", timeout=60)
         self.progress(f"  ✓ operator         metrics http://127.0.0.1:{self.metrics_port}/metrics"

@@ -202,7 +202,7 @@ class LocalPrometheus:
             stale.unlink()
         for job, targets in self._initial_targets.items():
             self._write_targets(job, targets, {})
-        _write_atomically(self.config_path, yaml.safe_dump(
+        write_atomically(self.config_path, yaml.safe_dump(
             prometheus_config(targets_dir=self.targets_dir, scrape_interval=self.scrape_interval),
             sort_keys=False))
         self._port = self._requested_port or free_port(HOST)
@@ -268,7 +268,7 @@ class LocalPrometheus:
 
     def _write_targets(self, job: str, targets: Sequence[str], labels: Mapping[str, str]) -> None:
         self.targets_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(self.targets_dir / f"{job}.json",
+        write_atomically(self.targets_dir / f"{job}.json",
                           json.dumps(file_sd_document(job, targets, labels), indent=2) + "\n")
 
     # -- the HTTP API ------------------------------------------------------------------------
@@ -303,7 +303,7 @@ class LocalPrometheus:
         return list(self.api("targets", state="active")["activeTargets"])
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
     """Write then rename, so Prometheus' file watcher never reads half a file."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

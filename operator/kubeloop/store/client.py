@@ -564,6 +564,10 @@ class ObjectStore:
         """See `versions.read_manifest`: one version, its manifest checked against its id."""
         return versions.read_manifest(self, prefix, version_id)
 
+    def verify_version(self, uri: str, digest: str) -> versions.Version:
+        """See `versions.verify_version`: a version whose every byte was read and checked."""
+        return versions.verify_version(self, uri, digest)
+
     def download(self, version: versions.Version, name: str, dest: Path | str) -> Path:
         """See `versions.download`: a file of a version, verified against the manifest's digest."""
         return versions.download(self, version, name, dest)

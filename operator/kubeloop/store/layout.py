@@ -79,3 +79,20 @@ def temporary_folder(prefix: str, upload_id: str) -> str:
 
 def temporaries_root(prefix: str) -> str:
     return f"{prefix}/{TEMPORARY}/"
+
+
+def version_of_uri(uri: str, bucket: str) -> tuple[str, str]:
+    """(prefix, version id) of a version manifest's URI `s3://<bucket>/<prefix>/versions/<id>.json`,
+    as run records and ModelVersion statuses give artifacts; ValueError naming what is wrong."""
+    head = f"s3://{bucket}/"
+    if not uri.startswith(head):
+        raise ValueError(f"{uri!r} is not in this object store's bucket (s3://{bucket}/...)")
+    key = uri[len(head):]
+    folder = f"/{VERSIONS}/"
+    prefix, found, name = key.rpartition(folder)
+    if not found or not name.endswith(MANIFEST_SUFFIX):
+        raise ValueError(f"{uri!r} is not a version manifest (.../{VERSIONS}/<id>{MANIFEST_SUFFIX})")
+    version_id = name[:-len(MANIFEST_SUFFIX)]
+    check_prefix(prefix)
+    check_version_id(version_id)
+    return prefix, version_id

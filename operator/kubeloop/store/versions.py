@@ -52,6 +52,7 @@ from kubeloop.store.layout import (
     manifest_key,
     temporary_folder,
     version_id_of_manifest_key,
+    version_of_uri,
     versions_folder,
 )
 
@@ -362,3 +363,31 @@ def download(store: ObjectStore, version: Version, name: str, dest: Path | str) 
         raise NotFound(f"file {name!r} of version {version.id} of {version.prefix} is missing from the "
                        f"store ({store.uri(entry.key)})", key=entry.key) from None
     return destination
+
+
+def verify_version(store: ObjectStore, uri: str, digest: str) -> Version:
+    """The version at manifest URI `uri`, after checking that it is the version `digest` names and
+    that every byte of every file hashes to what the manifest records (read and hashed, streamed:
+    a tampered or truncated object is found however its metadata was rewritten).
+
+    DigestMismatch naming the object and both digests, NotFound for a missing manifest or file,
+    CorruptObject for a malformed manifest, ValueError for a URI outside the store's layout.
+    """
+    prefix, version_id = version_of_uri(uri, store.bucket)
+    version = read_manifest(store, prefix, version_id)
+    if version.digest != digest:
+        raise DigestMismatch(f"{uri} is version {version.digest}, not {digest} as recorded",
+                             key=version.manifest_key, expected=digest, actual=version.digest)
+    for entry in version.files.values():
+        try:
+            actual = store.read_back(entry.key)
+        except NotFound:
+            raise NotFound(f"file {entry.name!r} of version {version.id} is missing from the store "
+                           f"({store.uri(entry.key)})", key=entry.key) from None
+        if actual.digest != entry.digest or actual.size != entry.size:
+            raise DigestMismatch(
+                f"file {entry.name!r} of version {version.id} ({store.uri(entry.key)}) has {actual.digest} "
+                f"({actual.size} bytes) but the version records {entry.digest} ({entry.size} bytes): it was "
+                "modified or truncated after publication", key=entry.key, expected=entry.digest,
+                actual=actual.digest)
+    return version

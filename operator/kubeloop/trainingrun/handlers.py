@@ -18,7 +18,7 @@ progress poll:
 5. on success with spec.register, the ModelVersion is created (see `ensure_model_version`);
 6. `status.compute_status` derives the status.
 
-Progress while running: `ProgressPoller`, one small thread that re-reconciles Running runs
+Progress while running: `core.reconcile.PhasePoller`, one small thread that re-reconciles Running runs
 every `KUBELOOP_PROGRESS_POLL_SECONDS` (5 s). Not a kopf daemon or timer: those need a finalizer
 on every TrainingRun (docs/performance.md); nor Pod events: the trainer writes progress.json
 without any pod changing.
@@ -28,8 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +45,7 @@ from kubeloop.core.reconcile import (
     Observed,
     Reconcilable,
     Runtime,
+    register_poller,
     register_reconciler,
     resync_object,
 )
@@ -124,23 +124,8 @@ def register(registry: kopf.OperatorRegistry) -> None:
     register_reconciler(registry, RESOURCE, reconcile, children=CHILDREN)
     kopf.on.event("kubeloop.dev", "v1alpha1", "featuresets", id="trainingruns-waiting",
                   registry=registry)(featureset_changed)
-    poller: dict[str, ProgressPoller] = {}
-
-    def start_poller(logger: Any, **_: Any) -> None:
-        runtime = Runtime.current
-        if runtime is None:  # kopf run without kubeloop's manager (a test of handlers alone)
-            logger.warning("no operator runtime: TrainingRun progress is not polled")
-            return
-        poller["thread"] = ProgressPoller(runtime.client, runtime.settings.progress_poll_seconds,
-                                          runtime.settings.namespaces)
-        poller["thread"].start()
-
-    def stop_poller(**_: Any) -> None:
-        if "thread" in poller:
-            poller.pop("thread").stop.set()
-
-    kopf.on.startup(registry=registry, id="trainingrun-progress-poller")(start_poller)
-    kopf.on.cleanup(registry=registry, id="trainingrun-progress-poller")(stop_poller)
+    # status.progress follows progress.json, which no watch event announces.
+    register_poller(registry, Reconcilable(RESOURCE, reconcile), ("Running",))
 
 
 # -- children ---------------------------------------------------------------------------------
@@ -297,25 +282,3 @@ def featureset_changed(body: Mapping[str, Any], **_: Any) -> None:
         if (run.get("status") or {}).get("attempts"):
             continue  # started: the version it trains on is fixed
         resync_object(client, Reconcilable(RESOURCE, reconcile), run, now=datetime.now(UTC))
-
-
-class ProgressPoller(threading.Thread):
-    """Re-reconciles Running TrainingRuns every `interval` seconds so that status.progress
-    follows progress.json (the periodic resync is minutes apart)."""
-
-    def __init__(self, client: KubeClient, interval: float, namespaces: Sequence[str]) -> None:
-        super().__init__(name="kubeloop-trainingrun-progress", daemon=True)
-        self.client, self.interval, self.namespaces = client, interval, namespaces
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        item = Reconcilable(RESOURCE, reconcile)
-        while not self.stop.wait(self.interval):
-            try:
-                scopes: list[str | None] = list(self.namespaces) or [None]
-                for namespace in scopes:
-                    for run in self.client.list(API_VERSION, RESOURCE.kind, namespace):
-                        if (run.get("status") or {}).get("phase") == "Running":
-                            resync_object(self.client, item, run, now=datetime.now(UTC))
-            except Exception:  # one failed poll must not end polling
-                log.exception("progress poll failed; retrying in %.0fs", self.interval)

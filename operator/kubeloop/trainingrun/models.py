@@ -18,14 +18,21 @@ Objectives (`objective_for`):
 - multiclass (> 2 classes): one output per class, `CrossEntropyLoss`; probabilities = softmax;
 - regression: 1 output, `MSELoss`.
 
-Runs inside the trainer pod (and the model server): torch and the standard library only.
+`input_matrix` turns a table of features into the float32 matrix a model takes; the trainer and
+the model server both call it, so what a model saw in training is what it sees when serving.
+
+Runs inside the trainer pod and the model server: torch, numpy and pyarrow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from torch import nn
 
@@ -139,3 +146,113 @@ def objective_for(task: Task, classes: int | None) -> Objective:
     if classes is None or classes < 2:
         raise ValueError(f"classification needs at least 2 classes in the target, found {classes or 0}")
     return Objective("binary", 1) if classes == 2 else Objective("multiclass", classes)
+
+
+class UnsupportedFeatureType(ValueError):
+    """A feature whose Arrow type a model cannot take as numbers (a string, a timestamp ...)."""
+
+    def __init__(self, feature: str, type_: pa.DataType) -> None:
+        self.feature = feature
+        self.type = type_
+        super().__init__(
+            f"feature {feature!r} has type {type_}, which a {'{'}mlp, linear{'}'} model cannot take: give it a "
+            "vocabulary, hash or datetime transform in the FeatureSet")
+
+
+def _numeric_block(name: str, column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, bool, dict[str, Any]]:
+    """A feature's values as float64 `[n, width]`, whether its non-finite values become 0 (plain
+    numbers: yes; vectors: no), and its input description. Nulls are 0."""
+    array = column.chunk(0) if isinstance(column, pa.ChunkedArray) and column.num_chunks == 1 else column
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    kind = array.type
+    if pa.types.is_dictionary(kind):
+        array = array.dictionary_decode()
+        kind = array.type
+    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind) \
+            or pa.types.is_decimal(kind):
+        values = _as_float64(array)  # nulls become NaN, hence 0
+        return values.reshape(-1, 1), True, {"name": name, "dtype": str(kind), "width": 1}
+    if pa.types.is_fixed_size_list(kind) and (pa.types.is_floating(kind.value_type)
+                                              or pa.types.is_integer(kind.value_type)):
+        width = kind.list_size
+        if array.null_count:
+            array = pc.fill_null(array, pa.scalar([0] * width, type=kind))
+        flat = array.flatten()
+        if flat.null_count:
+            flat = pc.cast(flat, pa.float64()).fill_null(0.0)
+        return _as_float64(flat).reshape(-1, width), False, {"name": name, "dtype": str(kind), "width": width}
+    raise UnsupportedFeatureType(name, kind)
+
+
+_EXACT_INTEGERS = 2**53  # integers a float64 holds exactly: Arrow's safe cast refuses others
+
+
+def _as_float64(array: pa.Array) -> np.ndarray:
+    """A number or boolean array as float64 numpy values, nulls as NaN: Arrow's safe cast to
+    float64. Without nulls the conversion is numpy's (the same round-to-nearest values) on the
+    zero-copy view, which for the model server's one-row tables costs a fraction of a cast."""
+    kind = array.type
+    if array.null_count == 0 and not pa.types.is_decimal(kind):
+        values = array.to_numpy(zero_copy_only=False)
+        if kind == pa.float64():
+            return values
+        if not (pa.types.is_int64(kind) or pa.types.is_uint64(kind)) or len(values) == 0 or (
+                values.min() >= -_EXACT_INTEGERS and values.max() <= _EXACT_INTEGERS):
+            return values.astype(np.float64)
+    if kind != pa.float64():
+        array = pc.cast(array, pa.float64())
+    return array.to_numpy(zero_copy_only=False)
+
+
+def feature_block(name: str, column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The float32 columns `[n, width]` one feature contributes, and its input description.
+
+    Numbers and booleans give one column, fixed-size lists of numbers (oneHot) one per element.
+    Missing values become 0, and so do NaN and infinities of plain numbers: a model cannot take
+    NaN, and the FeatureSet's fillNull is where a deliberate fill belongs. Raises
+    `UnsupportedFeatureType` for other types (a string, a timestamp ...).
+    """
+    values, finite, description = _numeric_block(name, column)
+    if finite:
+        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    return values.astype(np.float32), description
+
+
+_MATRIX_ROWS = 65_536  # rows gathered in float64 at a time: bounds the trainer's extra memory
+
+
+def input_matrix(table: pa.Table, names: Sequence[str]) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The contiguous float32 matrix `[rows, inputWidth]` of the features `names` (in that order,
+    each as `feature_block` encodes it) and the inputs' descriptions (`model.json` `inputs`).
+
+    The model server calls this for every request, so the blocks of a slice of rows are gathered
+    in float64 and cleaned and cast once rather than once per feature; the values are exactly
+    `feature_block`'s (non-finite -> 0 in float64 first, then one cast to float32). Slices of
+    `_MATRIX_ROWS` keep the float64 copy small for the trainer's millions of rows."""
+    out: np.ndarray | None = None
+    inputs: list[dict[str, Any]] = []
+    for start in range(0, max(table.num_rows, 1), _MATRIX_ROWS):
+        part = table if table.num_rows <= _MATRIX_ROWS else table.slice(start, _MATRIX_ROWS)
+        blocks, finite, inputs = [], [], []
+        for name in names:
+            values, clean, description = _numeric_block(name, part.column(name))
+            blocks.append(values)
+            finite.extend([clean] * values.shape[1])
+            inputs.append(description)
+        if out is None:
+            out = np.empty((table.num_rows, len(finite)), dtype=np.float32)
+        if not blocks:
+            break
+        matrix = np.concatenate(blocks, axis=1)
+        # nan_to_num(nan=0, posinf=0, neginf=0), without its per-call overhead.
+        if all(finite):
+            matrix[~np.isfinite(matrix)] = 0.0
+        elif any(finite):
+            columns = np.flatnonzero(finite)
+            block = matrix[:, columns]
+            block[~np.isfinite(block)] = 0.0
+            matrix[:, columns] = block
+        out[start:start + part.num_rows] = matrix  # the float64 -> float32 cast, as astype does it
+    assert out is not None
+    return out, inputs

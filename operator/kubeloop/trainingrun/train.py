@@ -113,7 +113,14 @@ from kubeloop.store import (
     format_digest,
 )
 from kubeloop.trainingrun.api import Hyperparameters, Reason, TrainingRunSpec
-from kubeloop.trainingrun.models import Objective, build_model, build_optimizer, objective_for
+from kubeloop.trainingrun.models import (
+    Objective,
+    UnsupportedFeatureType,
+    build_model,
+    build_optimizer,
+    input_matrix,
+    objective_for,
+)
 
 EXIT_SUCCESS = 0
 EXIT_TRANSIENT = 1
@@ -457,30 +464,6 @@ def read_labels(store: ObjectStore, source: DataSource, scratch: Path) -> pa.Tab
         raise PermanentFailure(Reason.TRAINING_FAILED, f"spec.labels: cannot read {source.uri}: {error}") from None
 
 
-def _numeric_columns(name: str, column: pa.ChunkedArray) -> tuple[np.ndarray, dict[str, Any]]:
-    """The float32 columns a feature contributes, and its input description."""
-    array = column.combine_chunks()
-    kind = array.type
-    if pa.types.is_dictionary(kind):
-        array = array.dictionary_decode()
-        kind = array.type
-    if pa.types.is_boolean(kind) or pa.types.is_integer(kind) or pa.types.is_floating(kind) \
-            or pa.types.is_decimal(kind):
-        values = pc.fill_null(pc.cast(array, pa.float64()), 0.0).to_numpy(zero_copy_only=False)
-        values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
-        return values.reshape(-1, 1), {"name": name, "dtype": str(kind), "width": 1}
-    if pa.types.is_fixed_size_list(kind) and (pa.types.is_floating(kind.value_type)
-                                              or pa.types.is_integer(kind.value_type)):
-        width = kind.list_size
-        filled = pc.fill_null(array, pa.scalar([0] * width, type=kind))
-        flat = pc.cast(filled.flatten(), pa.float64()).fill_null(0.0).to_numpy(zero_copy_only=False)
-        return flat.reshape(-1, width).astype(np.float32), {"name": name, "dtype": str(kind), "width": width}
-    raise PermanentFailure(
-        Reason.TRAINING_FAILED,
-        f"feature {name!r} has type {kind}, which a {'{'}mlp, linear{'}'} model cannot take: give it a "
-        "vocabulary, hash or datetime transform in the FeatureSet")
-
-
 def _class_sort_key(value: Any) -> tuple[str, Any]:
     return (type(value).__name__, value)
 
@@ -592,12 +575,10 @@ def training_data(store: ObjectStore, ctx: RunContext, scratch: Path) -> Trainin
             raise PermanentFailure(Reason.TRAINING_FAILED,
                                    f"spec.target: column {target!r} is {target_column.type}; regression needs numbers")
         y = pc.cast(target_column, pa.float64()).to_numpy(zero_copy_only=False).astype(np.float32)
-    blocks, inputs = [], []
-    for name in inputs_names:
-        values, description = _numeric_columns(name, table.column(name))
-        blocks.append(values)
-        inputs.append(description)
-    x = np.ascontiguousarray(np.concatenate(blocks, axis=1), dtype=np.float32)
+    try:
+        x, inputs = input_matrix(table, inputs_names)
+    except UnsupportedFeatureType as error:
+        raise PermanentFailure(Reason.TRAINING_FAILED, str(error)) from None
     mask, split_by = validation_mask(table, entities, spec.seed, spec.validation_fraction)
     digest = hashlib.sha256()
     digest.update(json.dumps({"inputs": inputs, "classes": classes, "target": target},

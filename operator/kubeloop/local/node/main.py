@@ -31,6 +31,7 @@ from kubeloop.local.node.cronjobs import CronJobController
 from kubeloop.local.node.inferenceservices import InferenceServiceController
 from kubeloop.local.node.jobs import JobController
 from kubeloop.local.node.kubelet import KubeletController
+from kubeloop.local.node.scraping import ScrapeTargetController
 from kubeloop.local.node.settings import DEFAULT_IMAGE_ENTRYPOINTS, Clock, NodeSettings
 
 log = logging.getLogger('kubeloop.local.node')
@@ -47,6 +48,7 @@ CONTROLLERS: dict[str, type[Any]] = {
     'job': JobController,
     'cronjob': CronJobController,
     'inferenceservice': InferenceServiceController,
+    'scrape': ScrapeTargetController,
 }
 
 
@@ -78,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help='run images of repository REPO (any tag) with COMMAND as entrypoint (repeatable)')
     parser.add_argument('--clock-speed', type=float, default=1.0,
                         help='node time runs this many times faster than wall time (default 1)')
+    parser.add_argument('--prometheus-targets-dir', type=Path, default=None,
+                        help="the local Prometheus' file_sd folder: pods annotated prometheus.io/scrape are "
+                             "written there (default: no scraping)")
     parser.add_argument('--node-name', default=NodeSettings.node_name, help='the Node name (default: %(default)s)')
     parser.add_argument('--controllers', type=parse_controllers, default=list(CONTROLLERS.values()),
                         metavar='LIST', help=f'comma-separated controllers to run (default: all: {",".join(CONTROLLERS)})')
@@ -90,7 +95,9 @@ def settings_from(args: argparse.Namespace) -> NodeSettings:
         raise SystemExit('kubeloop local node: --clock-speed must be positive')
     images = {**DEFAULT_IMAGE_ENTRYPOINTS, **dict(args.image)}
     return NodeSettings(node_name=args.node_name, state_dir=args.state_dir.resolve(), image_entrypoints=images,
-                        clock=Clock(speed=args.clock_speed))
+                        clock=Clock(speed=args.clock_speed),
+                        prometheus_targets_dir=args.prometheus_targets_dir.resolve() if args.prometheus_targets_dir
+                        else None)
 
 
 async def run_node(client: NodeClient, settings: NodeSettings, stop: asyncio.Event,

@@ -40,6 +40,7 @@ import aiohttp
 from kubeloop.local.node import localnet, podstatus
 from kubeloop.local.node.client import ApiError, NodeClient, resource_path
 from kubeloop.local.node.containerenv import (
+    LOOPBACK,
     ContainerConfigError,
     EnvSources,
     command_line,
@@ -395,6 +396,9 @@ class PodWorker:
             'TMPDIR': str(self._pod_subdir('tmp')),
             'HOSTNAME': spec.get('hostname') or self.name,
             'LANG': os.environ.get('LANG', 'C.UTF-8'),
+            # Containers share this machine's network here (no network namespace per pod), so
+            # kubeloop's own servers bind the loopback only (they bind 0.0.0.0 in a real pod).
+            'KUBELOOP_BIND_ADDRESS': LOOPBACK,
         }
 
     def _working_dir(self, container: Mapping[str, Any], mounts: list[Mount]) -> Path:

@@ -54,3 +54,6 @@ class NodeSettings:
     # When the node stops, each pod gets at most this long between SIGTERM and SIGKILL (the
     # kubelet's shutdownGracePeriod), so that stopping the node stays quick and complete.
     shutdown_grace_period_seconds: float = 5.0
+    # file_sd folder of the local Prometheus: pods annotated prometheus.io/scrape are written there
+    # (None: no Prometheus, nothing is scraped).
+    prometheus_targets_dir: Path | None = None
