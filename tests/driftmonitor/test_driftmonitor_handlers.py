@@ -188,7 +188,9 @@ def test_a_missing_model_is_a_clear_condition_until_it_appears(drift_cluster: Dr
     cron = wait_for(lambda: cronjob(cluster, ns, "follow"), what="the CronJob of the champion", timeout=HANG_GUARD)
     assert json.loads(check_env(cron)["KUBELOOP_DRIFTMONITOR"]["value"])["modelVersion"] == "fraud-v9"
     wait_for(lambda: cronjob(cluster, ns, "named"), what="the CronJob of the named version", timeout=HANG_GUARD)
-    assert cluster.status(ns, "follow")["modelVersion"] == "fraud-v9"
+    # The CronJob is applied before the pass writes status: wait for the status too.
+    wait_for(lambda: cluster.status(ns, "follow").get("modelVersion") == "fraud-v9",
+             what="status.modelVersion of the champion", timeout=HANG_GUARD)
 
     # The champion moves: the CronJob follows.
     cluster.set_status("ModelVersion", ns, "fraud-v9", {"champion": False})

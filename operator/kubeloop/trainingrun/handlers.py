@@ -38,6 +38,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from kubeloop import API_VERSION
+from kubeloop.core import conditions
 from kubeloop.core.kube import KubeClient, api_errors_translated
 from kubeloop.core.labels import label_value, owner_label_key
 from kubeloop.core.reconcile import (
@@ -193,7 +194,7 @@ def pass_on_suspend(client: KubeClient, job: Mapping[str, Any], spec: TrainingRu
 
 def read_store(runtime: Runtime, owner: desired.Owner, prefix: str, job: Mapping[str, Any]) -> status.StoreFacts:
     """What the trainer wrote for the current attempt's run, or why the store cannot be read."""
-    since = _parse_time(job["metadata"].get("creationTimestamp"))
+    since = conditions.parse_timestamp(job["metadata"].get("creationTimestamp"))
     try:
         store = runtime.store_for(owner.namespace)
         documents = {name: read_document(store, f"{prefix}/{name}", owner.uid, since)
@@ -235,16 +236,6 @@ def document_uid(document: Mapping[str, Any]) -> str | None:
         if isinstance(section, Mapping) and isinstance(section.get("uid"), str):
             return str(section["uid"])
     return None
-
-
-def _parse_time(text: Any) -> datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # -- registration -----------------------------------------------------------------------------

@@ -246,15 +246,10 @@ def _number(value: Any) -> float | None:
 
 
 def _parse_time(value: Any) -> datetime | None:
+    """A time the trainer wrote: epoch seconds, or RFC 3339."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return datetime.fromtimestamp(value, UTC)
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
+    return conditions.parse_timestamp(value)
 
 
 def progress_of(document: Mapping[str, Any] | None, *, done: bool = False) -> dict[str, Any] | None:
