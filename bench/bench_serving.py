@@ -263,6 +263,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1, help="rows per request (default 1: single-row requests)")
     parser.add_argument("--bare-server", nargs=2, metavar=("FOLDER", "PORT"))
     args = parser.parse_args()
     if args.bare_server:
@@ -289,13 +290,17 @@ def main() -> None:
             store.download(version, name, model_dir / name)
         inputs = [item["name"] for item in json.loads((model_dir / "model.json").read_text())["inputs"]]
 
-        # Request bodies: 64 distinct raw rows, and the same rows already transformed for the bare model.
-        sample = raw.slice(0, 64)
+        # Request bodies: 64 distinct requests of `--batch` raw rows each, and the same rows already
+        # transformed for the bare model.
+        sample = raw.slice(0, 64 * args.batch)
         source_names = ["amount", "age", "visits", "tenure", "country", "device"]
         rows = sample.select(source_names).to_pylist()
-        matrix, _ = input_matrix(apply_batch(fitted, sample), inputs)
-        raw_bodies = [json.dumps({"instances": [row]}).encode() for row in rows]
-        bare_bodies = [json.dumps({"instances": [vector]}).encode() for vector in matrix.tolist()]
+        vectors = input_matrix(apply_batch(fitted, sample), inputs)[0].tolist()
+        raw_bodies = [json.dumps({"instances": rows[i:i + args.batch]}).encode()
+                      for i in range(0, len(rows), args.batch)]
+        bare_bodies = [json.dumps({"instances": vectors[i:i + args.batch]}).encode()
+                       for i in range(0, len(vectors), args.batch)]
+        rows = rows[:64]
 
         ports = {name: free_port() for name in ("kubeloop", "kubeloop-nolog", "bare")}
         server_env = child_env(store_env)
@@ -386,7 +391,7 @@ def stage_costs(fitted: FittedFeatures, inputs: list[str], model_dir: Path, rows
 
 def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:
     medians = {name: {key: statistics.median(r[key] for r in runs) for key in runs[0]} for name, runs in results.items()}
-    print(f"\nsingle-row v1 requests, {args.requests} per measurement after {args.warmup} warm-up, medians of "
+    print(f"\n{args.batch}-row v1 requests, {args.requests} per measurement after {args.warmup} warm-up, medians of "
           f"{args.repeat}; {os.cpu_count()} CPUs\n")
     print(f"| server | p50 ms | p99 ms | req/s | server CPU us/req | {args.clients} clients p50 ms | p99 ms | req/s |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
