@@ -29,11 +29,8 @@ from tests.conftest import KubectlCLI
 from tests.integration.conftest import wait_for
 from tests.trainingrun.conftest import FEATURES, LABEL_COLUMNS, NAMESPACE, publish_feature_set, raw_rows
 
-PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "kubeloop"
 TRAINING = 300.0  # seconds: a hang guard for a training run (torch start-up, data, epochs)
 
-pytestmark = pytest.mark.skipif(not (PACKAGE / "trainingrun" / "train.py").exists(),
-                                reason="the trainer (trainingrun/train.py) is not there yet")
 
 
 class Cluster:
