@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import sys
@@ -25,6 +26,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +35,9 @@ import pyarrow as pa
 from kubeloop import API_VERSION
 from kubeloop.core.kube import KubeClient
 from kubeloop.local.environment import (
+    BUCKET,
     DEFAULT_STATE_DIR,
+    S3_SECRET,
     SAMPLE_BUCKET,
     SAMPLE_SECRET,
     EnvironmentError_,
@@ -41,6 +45,8 @@ from kubeloop.local.environment import (
 )
 from kubeloop.local.sampledata import parquet_bytes, transactions
 from kubeloop.local.supervisor import StartupError
+from kubeloop.modelversion.predictionlog import prediction_log_prefix, read_prediction_log
+from kubeloop.store import ObjectStore, StoreConfig
 
 NAMESPACE = "default"
 MODEL = "fraud-detector"
@@ -260,10 +266,7 @@ class Demo:
         data = parquet_bytes(transactions(self.options.rows // 2, seed=3003, shift=0.9))
         self.environment.s3.client().put_object(SAMPLE_BUCKET, "transactions/part-1.parquet", io.BytesIO(data),
                                                 len(data))
-        cronjobs = self.api.list("batch/v1", "CronJob", NAMESPACE, label_selector=f"kubeloop.dev/featureset={FEATURE_SET}")
-        if not cronjobs:
-            raise DemoFailed(f"FeatureSet {FEATURE_SET} has no CronJob: {self.phase('FeatureSet', FEATURE_SET)}")
-        start_cronjob(self.environment.kubeconfig, cronjobs[0]["metadata"]["name"])
+        start_cronjob(self.environment.kubeconfig, self.cronjob_of("FeatureSet", FEATURE_SET))
         fs = self.wait("the new FeatureSet version",
                        lambda: self.status("FeatureSet", FEATURE_SET).get("latestVersion") not in (None, previous)
                        and self.status("FeatureSet", FEATURE_SET), describe=lambda: self.phase("FeatureSet", FEATURE_SET))
@@ -316,33 +319,33 @@ class Demo:
                 self.send(url, rows.slice(0, 200))
             stop.wait(0.5)
 
-    def logged(self, version: str) -> int:
-        from datetime import UTC, datetime, timedelta
-
-        from kubeloop.modelversion.predictionlog import prediction_log_prefix, read_prediction_log
-        from kubeloop.store import ObjectStore, StoreConfig
-
+    @functools.cached_property
+    def store(self) -> ObjectStore:
+        """The environment's object store, with the credentials `kubeloop up` put in the Secret."""
         assert self.environment.s3 is not None
-        secret = self.environment.s3.secret_manifest("x", NAMESPACE)["stringData"]
-        store = ObjectStore(StoreConfig.from_env({**{k: str(v) for k, v in secret.items()},
-                                                  "KUBELOOP_S3_BUCKET": "kubeloop"}))
-        return read_prediction_log(store, prediction_log_prefix(NAMESPACE, MODEL, version),
-                                   since=datetime.now(UTC) - timedelta(hours=1),
-                                   until=datetime.now(UTC) + timedelta(minutes=5)).num_rows
+        secret = self.environment.s3.secret_manifest(S3_SECRET, NAMESPACE)["stringData"]
+        return ObjectStore(StoreConfig.from_env({**{k: str(v) for k, v in secret.items()},
+                                                 "KUBELOOP_S3_BUCKET": BUCKET}))
+
+    def logged(self, version: str) -> int:
+        now = datetime.now(UTC)
+        return read_prediction_log(self.store, prediction_log_prefix(NAMESPACE, MODEL, version),
+                                   since=now - timedelta(hours=1), until=now + timedelta(minutes=5)).num_rows
+
+    def cronjob_of(self, kind: str, name: str) -> str:
+        """The name of the CronJob the operator made for `kind` `name` (waiting for it if need be)."""
+        selector = f"kubeloop.dev/{kind.lower()}={name}"
+        found = self.wait(f"the CronJob of {kind} {name}",
+                          lambda: self.api.list("batch/v1", "CronJob", NAMESPACE, label_selector=selector),
+                          describe=lambda: self.phase(kind, name))
+        return str(found[0]["metadata"]["name"])
 
     def check(self, version: str, answered: int) -> dict[str, Any]:
         """Wait for the prediction log to hold every answered request, run the check, wait for it."""
         self.wait("the prediction log", lambda: self.logged(version) >= answered,
                   describe=lambda: f"prediction log: {self.logged(version)}/{answered} rows flushed")
         before = self.status("DriftMonitor", MONITOR).get("lastCheckTime")
-        cronjobs = self.api.list("batch/v1", "CronJob", NAMESPACE, label_selector=f"kubeloop.dev/driftmonitor={MONITOR}")
-        if not cronjobs:
-            self.wait("the monitor's CronJob", lambda: self.api.list(
-                "batch/v1", "CronJob", NAMESPACE, label_selector=f"kubeloop.dev/driftmonitor={MONITOR}"),
-                describe=lambda: self.phase("DriftMonitor", MONITOR))
-            cronjobs = self.api.list("batch/v1", "CronJob", NAMESPACE,
-                                     label_selector=f"kubeloop.dev/driftmonitor={MONITOR}")
-        start_cronjob(self.environment.kubeconfig, cronjobs[0]["metadata"]["name"])
+        start_cronjob(self.environment.kubeconfig, self.cronjob_of("DriftMonitor", MONITOR))
         return dict(self.wait("the drift check", lambda: (s := self.status("DriftMonitor", MONITOR)).get(
             "lastCheckTime") not in (None, before) and s, describe=lambda: self.phase("DriftMonitor", MONITOR)))
 

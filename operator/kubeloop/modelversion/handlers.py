@@ -97,8 +97,10 @@ def reconcile_registered(spec: ModelVersionSpec, observed: Observed, runtime: Ru
     if verification.status != "True":
         post(client, observed, Event("Warning", verification.reason, verification.message))
         return status.compute_status(inputs)
-    registry = read_registry(store, observed.namespace, spec.model)
-    verdict = frozen_gates(observed) or evaluate_gates(spec, observed.name, registry, registration.metrics)
+    # The registry is read before registering only when the gates need the champion's metrics:
+    # a version re-reconciled every poll interval reads and (when nothing changed) skips writing once.
+    verdict = frozen_gates(observed) or evaluate_gates(
+        spec, observed.name, read_registry(store, observed.namespace, spec.model), registration.metrics)
     registry = register_version(store, observed.namespace, spec.model, observed.name,
                                 registration.registry_entry(spec.training_run_ref.name),
                                 list(spec.aliases) if verdict.passed else [], observed.now)

@@ -25,7 +25,7 @@ Retired (another version became champion). RolledBack and Retired are final for 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -379,8 +379,6 @@ def _rollback(spec: ModelVersionSpec, facts: ServingFacts, rollout: dict[str, An
 
 
 def _with(base: ServingDecision, **changes: Any) -> ServingDecision:
-    from dataclasses import replace
-
     return replace(base, **changes)
 
 
