@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "operator"))
 
 from kubeloop.featureset.api import Feature  # noqa: E402
-from kubeloop.featureset.transforms import FittedFeatures, apply_batch, fit_pipeline  # noqa: E402
+from kubeloop.featureset.transforms import ROWS_MAX, FittedFeatures, apply_batch, fit_pipeline  # noqa: E402
 
 BUCKET = "kubeloop-bench"
 NAMESPACE = "bench"
@@ -339,22 +339,30 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(1)  # as in the servers
-        costs = stage_costs(fitted, inputs, model_dir, rows)
+        costs, sizes = stage_costs(fitted, inputs, model_dir, rows)
         report(results, args)
         print("\nCPU per single-row request of each step (in the bench process, CPU time):\n")
         print("| step | CPU us |\n| --- | ---: |")
         for name, cost in costs.items():
             print(f"| {name} | {cost:.0f} |")
+        print(f"\nTransforms per request by rows per request (CPU us; the server takes the row kernels up to "
+              f"{ROWS_MAX} rows):\n")
+        print("| rows | row kernels (apply_rows) | column kernels (table + apply_batch) | row / column |")
+        print("| ---: | ---: | ---: | ---: |")
+        for size, (rowwise, columns) in sizes.items():
+            print(f"| {size} | {rowwise:.0f} | {columns:.0f} | {rowwise / columns:.2f} |")
 
 
 def stage_costs(fitted: FittedFeatures, inputs: list[str], model_dir: Path, rows: list[dict[str, Any]],
-                count: int = 3000) -> dict[str, float]:
-    """Microseconds per single-row request of each step of kubeloop's predict, in this process."""
+                count: int = 3000) -> tuple[dict[str, float], dict[int, tuple[float, float]]]:
+    """Microseconds per single-row request of each step of kubeloop's predict, in this process;
+    and per request size, the transforms by the row kernels vs the column kernels."""
     import torch
     from prometheus_client import CollectorRegistry
 
-    from kubeloop.modelversion.serve import KubeloopModel, ServerMetrics, served_model, v1_table
-    from kubeloop.trainingrun.models import input_matrix
+    from kubeloop.featureset.transforms import apply_rows
+    from kubeloop.modelversion.serve import KubeloopModel, ServerMetrics, instances_table, served_model, v1_table
+    from kubeloop.trainingrun.models import input_matrix, input_rows
 
     spec = json.loads((model_dir / "model.json").read_text())
     served = served_model(None, spec, {"fitted": fitted.to_dict()},  # type: ignore[arg-type]
@@ -363,6 +371,9 @@ def stage_costs(fitted: FittedFeatures, inputs: list[str], model_dir: Path, rows
     tables = [v1_table(body, served.fitted) for body in bodies]
     features = [apply_batch(served.fitted, table) for table in tables]
     matrices = [torch.from_numpy(input_matrix(f, inputs)[0]) for f in features]
+    computed = [apply_rows(served.fitted, body["instances"]) for body in bodies]
+    assert all(c is not None for c in computed), "the row kernels did not take the bench's rows"
+    feature_rows = [c[1] for c in computed if c is not None]
 
     def model(x: Any) -> Any:
         with torch.inference_mode():
@@ -372,21 +383,34 @@ def stage_costs(fitted: FittedFeatures, inputs: list[str], model_dir: Path, rows
     predictor = KubeloopModel(MODEL, served, model_version="bench-v1", metrics=metrics, writer=None)
 
     steps: dict[str, tuple[Any, list[Any]]] = {
-        "request -> Arrow table (v1_table)": (lambda b: v1_table(b, served.fitted), bodies),
-        "transforms (apply_batch)": (lambda t: apply_batch(served.fitted, t), tables),
-        "input matrix (input_matrix)": (lambda f: input_matrix(f, inputs), features),
+        "column path: request -> Arrow table (v1_table)": (lambda b: v1_table(b, served.fitted), bodies),
+        "column path: transforms (apply_batch)": (lambda t: apply_batch(served.fitted, t), tables),
+        "column path: input matrix (input_matrix)": (lambda f: input_matrix(f, inputs), features),
+        "row path: transforms (apply_rows)": (lambda b: apply_rows(served.fitted, b["instances"]), bodies),
+        "row path: input rows (input_rows, torch.tensor)": (
+            lambda f: torch.tensor(input_rows(f, served.input_widths), dtype=torch.float32), feature_rows),
         "model + scores (the bare server's work)": (model, matrices),
-        "all of KubeloopModel.predict (no log; the steps above, metrics, response)": (predictor.predict, bodies),
+        "all of KubeloopModel.predict (no log; row path, metrics, response)": (predictor.predict, bodies),
     }
-    costs = {}
-    for name, (step, items) in steps.items():
-        for index in range(300):
-            step(items[index % len(items)])
-        started = time.process_time()
-        for index in range(count):
-            step(items[index % len(items)])
-        costs[name] = 1e6 * (time.process_time() - started) / count
-    return costs
+    costs = {name: cpu_us(step, items, count) for name, (step, items) in steps.items()}
+    sizes = {}
+    for size in (1, 4, 16, 32, 64, 128):
+        batches = [[rows[(start + i) % len(rows)] for i in range(size)] for start in range(8)]
+        rowwise = cpu_us(lambda b: apply_rows(served.fitted, b), batches, max(50, count // size))
+        columns = cpu_us(lambda b: apply_batch(served.fitted, instances_table(b, served.fitted)), batches,
+                         max(50, count // size))
+        sizes[size] = (rowwise, columns)
+    return costs, sizes
+
+
+def cpu_us(step: Any, items: list[Any], count: int) -> float:
+    """CPU microseconds per call of `step` over `items` (after a warm-up)."""
+    for index in range(min(300, count)):
+        step(items[index % len(items)])
+    started = time.process_time()
+    for index in range(count):
+        step(items[index % len(items)])
+    return 1e6 * (time.process_time() - started) / count
 
 
 def report(results: dict[str, list[dict[str, float]]], args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from kubeloop.featureset.transforms import TransformInputError
 from kubeloop.modelversion.predictionlog import (
+    HeldRows,
     LoggedRequest,
     PredictionLogWriter,
     encode_parquet,
@@ -93,6 +94,35 @@ def test_table_reads_sources_as_their_kinds_and_sorts_by_time() -> None:
     assert regression.column("predicted_class").to_pylist() == [None]
     with pytest.raises(TransformInputError, match='column "amount"'):
         prediction_log_table(schema, "v1", [request(T0, ["x"])])
+
+
+def row_request(moment: datetime, amounts: list[float | None], *, request_id: str = "r",
+                classes: list[str | None] | None = None) -> LoggedRequest:
+    """`request`'s rows in row form: values already read as their kinds (as `apply_rows` gives them)."""
+    rows = [{"amount": amount, "country": "de", "visits": index} for index, amount in enumerate(amounts)]
+    return LoggedRequest(time=moment, request_id=request_id, sources=rows,
+                         prediction=np.linspace(0.1, 0.9, len(amounts)), predicted_class=classes)
+
+
+def test_row_form_requests_log_the_same_rows_as_table_form() -> None:
+    schema = prediction_log_schema(SOURCES)
+    moments = [T0 + timedelta(milliseconds=ms) for ms in (5, 0, 5, 9)]
+    amounts: list[list[float | None]] = [[1.0, None], [2.5], [3.0], [4.0, 5.0, 6.0]]
+    tables = [request(m, a, request_id=f"r{i}", classes=["c"] * len(a)) for i, (m, a) in enumerate(zip(moments, amounts))]
+    rows = [row_request(m, a, request_id=f"r{i}", classes=["c"] * len(a))
+            for i, (m, a) in enumerate(zip(moments, amounts))]
+    expected = prediction_log_table(schema, "v1", tables)
+    assert prediction_log_table(schema, "v1", rows).equals(expected)
+    # Interleaved forms, and row-form requests a writer already holds, give the same sorted table.
+    mixed = [tables[0], rows[1], tables[2], rows[3]]
+    assert prediction_log_table(schema, "v1", mixed).equals(expected)
+    held = HeldRows(["amount", "country", "visits"])
+    for row in rows[1:3]:
+        held.add(row)
+    # Requests of the same microsecond keep their order within a form; across forms (r0, r2 here)
+    # table-form requests come first.
+    assert prediction_log_table(schema, "v1", [tables[0], tables[3]], held).equals(expected)
+    assert held.rows == 2 and prediction_log_table(schema, "v1", []).num_rows == 0
 
 
 def test_split_by_hour_and_size() -> None:
@@ -181,11 +211,14 @@ def test_background_thread_flushes_by_size_and_on_close(serving_store: ObjectSto
     writer.submit(request(T0, [1.0, 2.0]))  # reaches batch_rows: flushed without waiting for the interval
     wait_until(lambda: writer.held_rows == 0, "the size-triggered flush")
     writer.submit(request(T0 + timedelta(seconds=1), [3.0]))
+    writer.submit(row_request(T0 + timedelta(seconds=2), [4.0, None]))
+    assert writer.held_rows == 3
     writer.close()
     assert writer.held_rows == 0
     assert not writer.submit(request(T0, [4.0]))  # closed: nothing is accepted any more
     table = read_prediction_log(serving_store, prefix, since=T0, until=T0 + timedelta(minutes=1))
-    assert table.column("amount").to_pylist() == [1.0, 2.0, 3.0]
+    assert table.column("amount").to_pylist() == [1.0, 2.0, 3.0, 4.0, None]
+    assert table.column("visits").to_pylist() == [0, 1, 0, 0, 1]
 
 
 def test_encoded_objects_are_plain_parquet() -> None:

@@ -22,8 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from kubeloop.featureset.transforms import FittedFeatures, apply_batch
+from kubeloop.featureset.transforms import FittedFeatures, apply_batch, read_column
 from kubeloop.local.s3 import LocalS3
 from kubeloop.modelversion import serve
 from kubeloop.modelversion.predictionlog import prediction_log_prefix, read_prediction_log
@@ -35,6 +37,7 @@ from kubeloop.trainingrun.models import (
     build_model,
     feature_block,
     input_matrix,
+    input_rows,
     objective_for,
 )
 from tests.modelversion.conftest import (
@@ -164,6 +167,42 @@ def test_loaded_model_predicts_what_the_trainer_code_computes(serving_store: Obj
     assert result.predicted_class == ["true" if p >= 0.5 else "false" for p in expected.tolist()]
 
 
+def test_row_path_predicts_exactly_what_the_table_path_does(serving_store: ObjectStore,
+                                                            served_artifact: ServedArtifact, tmp_path: Path) -> None:
+    """Requests of up to ROWS_MAX rows take the row kernels; they must give the table path's
+    scores bit for bit, and the source values the log would read from the table."""
+    served = serve.load_artifact(serving_store, served_artifact.uri, served_artifact.digest, tmp_path)
+    rows = instances(served_artifact.feature_set.raw.slice(0, 60))
+    assert any(row["amount"] is None for row in rows)
+    rows += [{"amount": 120, "age": 41, "country": "zz"},  # integers for float columns, an unseen country
+             {"amount": float("nan"), "age": -0.0, "country": None},
+             {"amount": 1e308, "age": float("inf"), "country": "de"}]
+    for size in (1, 7, serve.ROWS_MAX):
+        for start in range(0, len(rows), size):
+            chunk = rows[start:start + size]
+            computed = serve.predict_rows(served, chunk)
+            assert computed is not None, chunk
+            by_rows, sources = computed
+            table = serve.instances_table(chunk, served.fitted)
+            by_table = serve.predict_table(served, table)
+            assert by_rows.scores.dtype == np.float32
+            assert by_rows.scores.tobytes() == by_table.scores.tobytes()
+            assert by_rows.predicted_class == by_table.predicted_class
+            for column, kind in served.source_columns.items():
+                assert [values[column] for values in sources] == read_column(table.column(column), kind).to_pylist()
+    # v2 columns (numpy values, decoded strings) take the same way.
+    columns = {"amount": np.array([1.5, np.nan], np.float32), "age": np.array([30, 41], np.int32),
+               "country": ["de", "xx"]}
+    computed = serve.predict_rows(served, serve.v2_rows(columns))
+    assert computed is not None
+    by_table = serve.predict_table(served, serve.v2_columns_table(columns, served.fitted))
+    assert computed[0].scores.tobytes() == by_table.scores.tobytes()
+    # What the row kernels leave to the table path, which words the error.
+    for bad in ({"amount": "lots", "age": 30, "country": "de"}, {"age": 30, "country": "de"},
+                {"amount": True, "age": 30, "country": "de"}, {"amount": 1.0, "age": 30, "country": 7}):
+        assert serve.predict_rows(served, [bad]) is None
+
+
 def test_v1_table_errors_name_the_feature_and_column(serving_store: ObjectStore, served_artifact: ServedArtifact,
                                                      tmp_path: Path) -> None:
     fitted = serve.load_artifact(serving_store, served_artifact.uri, served_artifact.digest, tmp_path).fitted
@@ -202,6 +241,34 @@ def test_input_matrix_is_the_trainers_encoding() -> None:
     assert np.array_equal(np.concatenate(blocks, axis=1), matrix)
     with pytest.raises(UnsupportedFeatureType, match="feature 's' has type string"):
         input_matrix(pa.table({"s": ["a"]}), ["s"])
+
+
+FEATURE_VALUES = st.tuples(
+    st.one_of(st.none(), st.floats(), st.sampled_from([0.0, -0.0, 1e308, -5e-324, math.inf, -math.inf, math.nan])),
+    st.one_of(st.none(), st.floats(width=32)),
+    st.one_of(st.none(), st.integers(-(2**53), 2**53)),
+    st.one_of(st.none(), st.booleans()),
+    st.one_of(st.none(), st.lists(st.sampled_from([0.0, 1.0]), min_size=3, max_size=3)),
+)
+
+
+@given(st.lists(FEATURE_VALUES, min_size=1, max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_input_rows_are_input_matrix_bit_for_bit(rows: list[tuple[Any, ...]]) -> None:
+    """The server's row form of the encoding gives the trainer's matrix, float32 bit for bit."""
+    table = pa.table({
+        "x": pa.array([r[0] for r in rows], pa.float64()),
+        "h": pa.array([r[1] for r in rows], pa.float32()),
+        "n": pa.array([r[2] for r in rows], pa.int64()),
+        "b": pa.array([r[3] for r in rows], pa.bool_()),
+        "v": pa.array([r[4] for r in rows], pa.list_(pa.float32(), 3)),
+    })
+    matrix, _ = input_matrix(table, table.column_names)
+    values = [tuple(table.column(name)[i].as_py() for name in table.column_names) for i in range(len(rows))]
+    encoded = input_rows(values, [None, None, None, None, 3])
+    assert encoded is not None
+    assert torch.tensor(encoded, dtype=torch.float32).numpy().tobytes() == matrix.tobytes()
+    assert input_rows([(2**53 + 1,)], [None]) is None  # what input_matrix refuses is left to it
 
 
 # -- over HTTP ----------------------------------------------------------------------------------

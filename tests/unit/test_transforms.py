@@ -25,9 +25,13 @@ from kubeloop.featureset.transforms import (
     TransformInputError,
     apply_batch,
     apply_online,
+    apply_rows,
     fit_pipeline,
+    _online_array,
+    _Problem,
     read_column,
     stable_hash64,
+    stable_hash_value,
 )
 
 PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -164,18 +168,9 @@ def test_vocabulary_of_integers_and_booleans():
 
 
 def reference_hash(text: str) -> int:
-    """The documented hash, one byte at a time: the specification the vectorized kernel meets."""
-    mask = 2**64 - 1
-    data = text.encode("utf-8")
-    h = 0xCBF29CE484222325
-    for byte in data:
-        h = (h * 0x100000001B3 + byte + 1) & mask
-    h ^= (len(data) * 0x9E3779B97F4A7C15) & mask
-    h ^= h >> 33
-    h = (h * 0xFF51AFD7ED558CCD) & mask
-    h ^= h >> 33
-    h = (h * 0xC4CEB9FE1A85EC53) & mask
-    return h ^ (h >> 33)
+    """The documented hash, one byte at a time (the row kernels' form): the specification the
+    vectorized kernel meets; the golden values below pin it."""
+    return stable_hash_value(text)
 
 
 def test_hash_matches_its_documented_definition_and_golden_values():
@@ -183,8 +178,9 @@ def test_hash_matches_its_documented_definition_and_golden_values():
     values = ["", "a", "kubeloop", "München", "42", "x" * 1000]
     assert [int(h) for h in stable_hash64(pa.array(values))] == [reference_hash(v) for v in values]
     # Golden values pin the algorithm: a change here re-buckets every stored version.
-    assert [int(h) for h in stable_hash64(pa.array(["", "a", "kubeloop"]))] == [
-        0xEFD01F60BA992926, 0x02CC3025925BFD66, 0x31A3F1CD6221CC6B]
+    golden = [0xEFD01F60BA992926, 0x02CC3025925BFD66, 0x31A3F1CD6221CC6B]
+    assert [int(h) for h in stable_hash64(pa.array(["", "a", "kubeloop"]))] == golden
+    assert [reference_hash(v) for v in ["", "a", "kubeloop"]] == golden
     assert fit_apply(["kubeloop", None, ""], T("hash", num_buckets=1000)) == [
         reference_hash("kubeloop") % 1000, None, reference_hash("") % 1000]
 
@@ -693,6 +689,71 @@ def test_batch_and_online_agree_for_any_input_and_pipeline(case):
     assert batch.schema == fitted.output_schema
     for name in batch.column_names:
         assert_same(batch.column(name).to_pylist(), [row[name] for row in online_rows])
+    if fitted.rowable:
+        # The row kernels took these rows themselves (apply_online falls back to the columns
+        # only where they do not): what the model server runs for small requests.
+        computed = apply_rows(fitted, table.to_pylist())
+        assert computed is not None
+        event("the row kernels computed the rows")
+        for index, name in enumerate(batch.column_names):
+            assert_same(batch.column(name).to_pylist(), [values[index] for values in computed[1]])
+        for column in {f.from_ for f in features}:
+            assert_same(read_column(table.column(column), fitted.source_columns[column]).to_pylist(),
+                        [sources[column] for sources in computed[0]])
+
+
+JSON_VALUES = st.one_of(
+    st.none(), st.floats(), st.sampled_from(NASTY_FLOATS), st.integers(-(2**70), 2**70), st.sampled_from(NASTY_INTS),
+    st.integers(-3, 3), st.integers(-3, 3).map(float), st.booleans(), st.text(max_size=4), st.sampled_from(["de", "us"]),
+)
+JSON_SOURCES = pa.table({
+    "f": pa.array([1.5, -2.0, None, 8.0], pa.float64()), "i": pa.array([1, 2, 2, None], pa.int64()),
+    "b": pa.array([True, None, False, True]), "s": pa.array(["de", "us", None, "de"]),
+})
+JSON_FITTED = fit_pipeline([
+    feature("f_std", "f", T("fillNull", strategy="mean"), T("standardize"), dtype="float32"),
+    feature("f_clip", "f", T("clip", min=0, max=5), T("log1p")),
+    feature("f_bucket", "f", T("bucketize", boundaries=[-1, 0, 2.5]), dtype="int32"),
+    feature("i_minmax", "i", T("minMax"), dtype="int64"),
+    feature("i_vocab", "i", T("vocabulary", output="oneHot", oov_buckets=2)),
+    feature("i_fill", "i", T("fillNull", strategy="constant", value=1.5), dtype="bool"),
+    feature("b_hash", "b", T("fillNull", strategy="constant", value=1), T("hash", num_buckets=5)),
+    feature("b_id", "b", dtype="float64"),
+    feature("s_vocab", "s", T("vocabulary", oov_buckets=3)),
+    feature("s_hash", "s", T("hash", num_buckets=11)),
+], [JSON_SOURCES])
+
+
+def columns_online(fitted: FittedFeatures, row: dict[str, Any]) -> dict[str, Any]:
+    """The column kernels on a one-row table read from a request row (the batch form of apply_online)."""
+    table = pa.table({column: _online_array(row[column], kind) for column, kind in fitted.source_columns.items()})
+    result = apply_batch(fitted, table)
+    return {name: result.column(name)[0].as_py() for name in result.column_names}
+
+
+@given(st.sampled_from(JSON_SOURCES.column_names), JSON_VALUES)
+@settings(max_examples=600, deadline=None)
+def test_row_kernels_read_json_values_as_the_column_kernels_do(column, value):
+    """Any JSON value in any column: the row kernels give the column kernels' features, or leave the
+    row to them (an unusual type, a value out of range, one the columns refuse with an error)."""
+    row = {**{"f": 2.0, "i": 2, "b": False, "s": "us"}, column: value}
+    try:
+        expected = columns_online(JSON_FITTED, row)
+    except (TransformInputError, _Problem):
+        assert apply_rows(JSON_FITTED, [row]) is None
+        event("refused")
+        return
+    computed = apply_rows(JSON_FITTED, [row])
+    exact = all(value is None or type(value) is {"f": float, "i": int, "b": bool, "s": str}[column]
+                for column, value in row.items()) and not (type(row["i"]) is int and not -(2**63) <= row["i"] < 2**63)
+    if exact:
+        assert computed is not None  # values of their columns' own types always take the row kernels
+    if computed is None:
+        event("left to the column kernels")
+        return
+    event("computed by the row kernels")
+    for index, name in enumerate(expected):
+        assert_same([expected[name]], [computed[1][0][index]])
 
 
 @given(st.lists(st.one_of(st.none(), st.floats(), st.sampled_from(NASTY_FLOATS)), min_size=1, max_size=40),

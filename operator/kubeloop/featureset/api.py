@@ -1,5 +1,5 @@
-"""FeatureSet: versioned features with a data contract, computed by one transform code path
-for training (batch) and serving (online). The one source of the FeatureSet CRD schema."""
+"""FeatureSet: versioned features with a data contract, computed by one transforms module with
+one set of fitted parameters for training (batch) and serving (online). The one source of the FeatureSet CRD schema."""
 
 from __future__ import annotations
 

@@ -1,14 +1,24 @@
-"""The one transform code path of a FeatureSet: fitted at materialization, applied by the batch
-materializer and by the model server with the same kernels, so training-serving skew cannot
-happen by construction.
+"""The transforms of a FeatureSet: fitted once at materialization, then applied by the batch
+materializer and by the model server from the same fitted parameters and the same module, so
+the features a model is served are the features it was trained on.
 
 A feature is a source column passed through `Feature.transforms`, then cast to `Feature.dtype`.
 `fit_pipeline` fits every step on chunks of data (bounded memory: mergeable summaries from
 `sketch.py`) and returns `FittedFeatures`, whose JSON the version stores and the server loads.
-`apply_batch` transforms an Arrow table; `apply_online` transforms one request row by building
-a one-row Arrow table from it and calling `apply_batch`: there is no second implementation.
 
-Semantics, identical in both forms because they are one form:
+Two forms apply it. `apply_batch` transforms an Arrow table with the column kernels (vectorized
+over columns: the materializer, and requests of many rows). `apply_rows` computes the same
+features for a few request rows with the row kernels, each its column kernel restated on one
+Python value with the same float64 operations in the same order: a column kernel's fixed cost per
+call is what a one-row request would otherwise pay (~100 us for seven features against ~5 us;
+docs/performance.md). The row kernels cover the common steps; whatever they do not restate
+(timestamps, datetime, casts to string, values of unusual types, anything malformed) they hand to
+the column kernels, which then compute the row or word the error. That the two forms agree bit for
+bit is checked for any pipeline and any input by tests/unit/test_transforms.py (hypothesis), and
+for served predictions by tests/modelversion/test_serve.py. `apply_online` computes one request
+row: the row kernels where they apply, else a one-row table through `apply_batch`.
+
+Semantics, identical in both forms:
 
 Kinds. A source column is read as one of five kinds, fixed at fit time from the first chunk's
 Arrow type (or `schema=`): integer (any int/uint, as int64), float (float16/32/64, decimal, as
@@ -78,6 +88,7 @@ Fitting runs one pass over the chunks per fitted step in the longest chain of fi
 from __future__ import annotations
 
 import abc
+import bisect
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -515,6 +526,17 @@ class FittedStep:
         """A bucketize step's boundaries as float64."""
         return np.asarray(self.params["boundaries"], dtype=np.float64)
 
+    @cached_property
+    def boundary_list(self) -> list[float]:
+        """A bucketize step's boundaries as Python floats (the same float64 values), for bisect."""
+        return self.boundaries.tolist()
+
+    @cached_property
+    def fill_value(self) -> Any:
+        """A fillNull step's value as the column kernel fills it (Arrow's conversion to the
+        output kind), as a Python value."""
+        return pa.scalar(self.params["value"], _KIND_TYPES[self.output_kind]).as_py()
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "transform": self.transform.to_dict(),
@@ -849,6 +871,149 @@ _KERNELS: dict[str, Callable[[pa.Array, FittedStep], pa.Array]] = {
 }
 
 
+# Row kernels: the same steps on the value of one request row (a Python value of the step's input
+# kind, None for null), for requests too small to amortize the column kernels' per-call cost. Each
+# is its column kernel restated on one value with the same float64 operations in the same order
+# (IEEE arithmetic gives the same bits; log1p is libm's in both; max/min pick as numpy's do), and
+# `tests/unit/test_transforms.py` checks for any pipeline and input that both forms agree bit for
+# bit. What they do not restate (timestamps, datetime, casts to string, unusual Python types,
+# integers beyond 64 bits) raises `_NotRowable`, and the request takes the column kernels.
+
+
+class _NotRowable(Exception):
+    """A value or step the row kernels leave to the column kernels."""
+
+
+_ROW_SOURCE_KINDS = frozenset({"integer", "float", "boolean", "string"})
+
+
+def _row_source(value: Any, kind: Kind) -> Any:
+    """A request value read as `kind` by `_coerce`'s rules (NaN is null; an integral float is an
+    integer), for the exact Python types JSON gives; `_NotRowable` for anything else, including
+    what `_coerce` refuses, so that the column path words the error."""
+    if value is None:
+        return None
+    type_ = type(value)
+    if kind == "float":
+        if type_ is float:
+            return None if value != value else value
+        if type_ is int and -(2**63) <= value < 2**63:
+            return float(value)
+    elif kind == "integer":
+        if type_ is int and -(2**63) <= value < 2**63:
+            return value
+        if type_ is float:
+            if value != value:
+                return None
+            if -(2.0**63) <= value < 2.0**63 and value == math.trunc(value):
+                return int(value)
+    elif (kind == "boolean" and type_ is bool) or (kind == "string" and type_ is str):
+        return value
+    raise _NotRowable
+
+
+def _float_value(value: float) -> float | None:
+    return None if value != value else value  # NaN from arithmetic is null, as in _float_array
+
+
+def _log1p_value(value: Any, step: FittedStep) -> Any:
+    return math.log1p(value) if value is not None and value > -1 else None
+
+
+def _clip_value(value: Any, step: FittedStep) -> Any:
+    if value is None:
+        return None
+    number, low, high = float(value), step.params["min"], step.params["max"]
+    if low is not None and not number > low:  # np.maximum keeps its second operand on ties (-0.0, 0)
+        number = float(low)
+    if high is not None and not number < high:
+        number = float(high)
+    return number
+
+
+def _standardize_value(value: Any, step: FittedStep) -> Any:
+    if value is None:
+        return None
+    return _float_value((float(value) - step.params["mean"]) / step.params["std"])
+
+
+def _min_max_value(value: Any, step: FittedStep) -> Any:
+    if value is None:
+        return None
+    low, high = step.params["min"], step.params["max"]
+    scale = high - low
+    if not (math.isfinite(scale) and scale > 0):
+        scale = 1.0
+    return _float_value((float(value) - low) / scale)
+
+
+def _bucketize_value(value: Any, step: FittedStep) -> Any:
+    return None if value is None else bisect.bisect_right(step.boundary_list, float(value))
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _hash_text(value: Any) -> str:
+    if type(value) is bool:
+        return "true" if value else "false"
+    return value if type(value) is str else str(value)
+
+
+def stable_hash_value(value: Any) -> int:
+    """`HASH_ALGORITHM` of one integer, string or boolean: the byte-at-a-time definition."""
+    try:
+        data = _hash_text(value).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: Arrow refuses such a string, with its own words
+        raise _NotRowable from None
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = (h * 0x100000001B3 + byte + 1) & _MASK64
+    h ^= (len(data) * 0x9E3779B97F4A7C15) & _MASK64
+    h ^= h >> 33
+    h = (h * 0xFF51AFD7ED558CCD) & _MASK64
+    h ^= h >> 33
+    h = (h * 0xC4CEB9FE1A85EC53) & _MASK64
+    return h ^ (h >> 33)
+
+
+def _vocabulary_value(value: Any, step: FittedStep) -> Any:
+    if value is None:
+        return None
+    index = step.vocabulary_positions.get(value)
+    if index is None:
+        size, oov = len(step.params["vocabulary"]), int(step.params["oovBuckets"])
+        index = size if oov == 1 else size + stable_hash_value(value) % oov
+    if step.params["output"] != "oneHot":
+        return index
+    vector = [0.0] * (len(step.params["vocabulary"]) + int(step.params["oovBuckets"]))
+    vector[index] = 1.0
+    return vector
+
+
+def _hash_value(value: Any, step: FittedStep) -> Any:
+    return None if value is None else stable_hash_value(value) % int(step.params["numBuckets"])
+
+
+def _fill_null_value(value: Any, step: FittedStep) -> Any:
+    if value is None:
+        return step.fill_value
+    return float(value) if step.output_kind == "float" and step.input_kind == "integer" else value
+
+
+_ROW_KERNELS: dict[str, Callable[[Any, FittedStep], Any]] = {
+    "identity": lambda value, step: value,
+    "log1p": _log1p_value,
+    "clip": _clip_value,
+    "standardize": _standardize_value,
+    "minMax": _min_max_value,
+    "bucketize": _bucketize_value,
+    "vocabulary": _vocabulary_value,
+    "hash": _hash_value,
+    "fillNull": _fill_null_value,
+}
+
+
 # -- the final cast -----------------------------------------------------------------------------
 
 _CASTABLE: dict[str, frozenset[str]] = {
@@ -923,6 +1088,27 @@ def _cast_output(array: pa.Array, kind: Kind, dtype: FeatureDtype | None, target
     return pa.array(cast, type=target, mask=None if valid.all() else ~valid)
 
 
+def _cast_value(value: Any, kind: Kind, dtype: FeatureDtype | None) -> Any:
+    """`_cast_output` on one value of a `rowable` feature."""
+    if value is None or dtype is None or kind == "vector":
+        return value  # a rowable vector's dtype is None or float32, its elements' own type
+    if dtype == "float64":
+        return float(value)
+    if dtype == "float32":
+        with np.errstate(over="ignore"):
+            return float(np.float32(value))
+    if dtype == "bool":
+        return value if kind == "boolean" else value != 0
+    bits = 31 if dtype == "int32" else 63
+    if kind == "integer":
+        return value if -(2**bits) <= value < 2**bits else None
+    number = float(value)
+    if not math.isfinite(number):
+        return None
+    truncated = math.trunc(number)
+    return truncated if -(2**bits) <= truncated < 2**bits else None
+
+
 # -- fitted features ----------------------------------------------------------------------------
 
 
@@ -957,6 +1143,26 @@ class FittedFeature:
             return _cast_output(array, self.output_kind, self.dtype, self.output_type)
         except _Problem as problem:
             raise TransformInputError(self.name, self.source, str(problem)) from None
+
+    @cached_property
+    def rowable(self) -> bool:
+        """Whether the row kernels take this feature (see `apply_rows`)."""
+        return (
+            self.source_kind in _ROW_SOURCE_KINDS
+            and all(step.transform.type in _ROW_KERNELS for step in self.steps)
+            and (self.dtype in (None, "float32") if self.output_kind == "vector" else self.dtype != "string")
+        )
+
+    @cached_property
+    def row_plan(self) -> tuple[tuple[Callable[[Any, FittedStep], Any], FittedStep], ...]:
+        return tuple((_ROW_KERNELS[step.transform.type], step) for step in self.steps)
+
+    def compute_value(self, value: Any) -> Any:
+        """The feature of one source value already read by `_row_source` (row kernels; the
+        feature must be `rowable`). Raises `_NotRowable` for a value they leave to the columns."""
+        for kernel, step in self.row_plan:
+            value = kernel(value, step)
+        return _cast_value(value, self.output_kind, self.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -1002,6 +1208,12 @@ class FittedFeatures:
         for feature in self.features:
             users.setdefault(feature.source, (feature.source, feature.name, feature.source_kind))
         return tuple(users.values())
+
+    @cached_property
+    def rowable(self) -> bool:
+        """Whether `apply_rows` can compute every feature (no timestamp sources, no datetime
+        step, no string dtype, no oneHot dtype other than float32)."""
+        return all(feature.rowable for feature in self.features)
 
     @cached_property
     def output_schema(self) -> pa.Schema:
@@ -1214,10 +1426,41 @@ def apply_batch(fitted: FittedFeatures, table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=fitted.output_schema)
 
 
+ROWS_MAX = 32
+"""Up to this many rows, `apply_rows` (per value) costs less than `apply_batch` (per column)."""
+
+
+def apply_rows(fitted: FittedFeatures,
+               rows: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]] | None:
+    """The features of a few request rows by the row kernels: per row, the source values as read
+    (column -> value of its kind, None for null) and the feature values in `fitted.features`
+    order, exactly `apply_batch`'s values for a table of these rows.
+
+    None when the row kernels do not take these rows (`fitted` is not `rowable`, or a value is
+    missing, of an unusual type or malformed): the caller then builds a table and calls
+    `apply_batch`, which computes the same features or raises the `TransformInputError`."""
+    if not fitted.rowable:
+        return None
+    users, features = fitted.source_users, fitted.features
+    sources_rows, feature_rows = [], []
+    try:
+        for row in rows:
+            sources = {column: _row_source(row[column], kind) for column, _, kind in users}
+            feature_rows.append(tuple([feature.compute_value(sources[feature.source]) for feature in features]))
+            sources_rows.append(sources)
+    except (KeyError, _NotRowable):
+        return None
+    return sources_rows, feature_rows
+
+
 def apply_online(fitted: FittedFeatures, row: Mapping[str, Any]) -> dict[str, Any]:
     """The features of one request row (JSON-like values: None, bool, int, float, str, datetime,
-    date), computed by `apply_batch` on a one-row table: the same kernels, the same results.
-    Raises `TransformInputError` naming the feature, the column and the problem."""
+    date): `apply_rows`, or `apply_batch` on a one-row table where the row kernels do not take
+    it; the same values either way. Raises `TransformInputError` naming the feature, the column
+    and the problem."""
+    computed = apply_rows(fitted, [row])
+    if computed is not None:
+        return {feature.name: value for feature, value in zip(fitted.features, computed[1][0], strict=True)}
     arrays: dict[str, pa.Array] = {}
     for column, feature, kind in fitted.source_users:
         if column not in row:

@@ -1,10 +1,13 @@
 """kubeloop's model server: the KServe predictor of a ModelVersion (`python -m kubeloop.modelversion.serve`).
 
 It serves one trained model with the FeatureSet transforms it was trained with, so clients send
-raw source columns and get predictions of exactly the features the model saw in training: the
-request is turned into an Arrow table, passed through `transforms.apply_batch` (the code the
-materializer ran), `models.input_matrix` (the code the trainer ran), the model and
-`Objective.scores`. There is no second implementation of any of these steps to drift apart.
+raw source columns and get predictions of exactly the features the model saw in training. A
+request of up to `transforms.ROWS_MAX` rows goes through the row kernels (`transforms.apply_rows`,
+`models.input_rows`); a larger one, or one the row kernels leave to the columns, is turned into an
+Arrow table and passed through `transforms.apply_batch` (the code the materializer ran) and
+`models.input_matrix` (the code the trainer ran). Both forms give the same scores bit for bit
+(tests/unit/test_transforms.py, tests/modelversion/test_serve.py); then the model and
+`Objective.scores`.
 
 Environment (the contract `modelversion/desired.py` fills in):
 
@@ -47,6 +50,7 @@ buffer is bounded and the rest flushed at shutdown.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -59,8 +63,9 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -72,7 +77,7 @@ from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 from kserve.errors import InvalidInput, ModelNotFound
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from kubeloop.featureset.transforms import FittedFeatures, TransformInputError, apply_batch
+from kubeloop.featureset.transforms import ROWS_MAX, FittedFeatures, TransformInputError, apply_batch, apply_rows
 from kubeloop.modelversion.predictionlog import (
     LoggedRequest,
     PredictionLogWriter,
@@ -90,7 +95,7 @@ from kubeloop.store import (
 )
 from kubeloop.store.layout import version_of_uri
 from kubeloop.trainingrun.api import Hyperparameters
-from kubeloop.trainingrun.models import Objective, build_model, input_matrix, objective_for
+from kubeloop.trainingrun.models import Objective, build_model, input_matrix, input_rows, objective_for
 
 log = logging.getLogger("kubeloop.modelversion.serve")
 
@@ -209,6 +214,12 @@ class ServedModel:
     def source_columns(self) -> dict[str, str]:
         return dict(self.fitted.source_columns)
 
+    @cached_property
+    def input_widths(self) -> tuple[int | None, ...]:
+        """Per input, None for a number, the vector's length for a oneHot (`models.input_rows`)."""
+        return tuple(feature.output_type.list_size if feature.output_kind == "vector" else None
+                     for feature in self.fitted.features)
+
 
 def class_label(value: Any) -> str:
     """A class value as the log and clients see it: strings as they are, others as JSON (true, 3)."""
@@ -321,6 +332,11 @@ def v1_table(body: Any, fitted: FittedFeatures) -> pa.Table:
 
     Columns the model does not use are ignored. Raises `InvalidInput` (HTTP 400) naming the
     problem, and the feature and column where there is one."""
+    return instances_table(v1_instances(body), fitted)
+
+
+def v1_instances(body: Any) -> list[dict[str, Any]]:
+    """The rows of a v1 request body, checked to be a non-empty list of objects (else `InvalidInput`)."""
     if not isinstance(body, dict):
         raise InvalidInput('the request body must be a JSON object {"instances": [{column: value, ...}, ...]}')
     instances = body.get("instances")
@@ -332,6 +348,11 @@ def v1_table(body: Any, fitted: FittedFeatures) -> pa.Table:
         if not isinstance(instance, dict):
             raise InvalidInput(f"instances[{index}] must be an object {{column: value, ...}}, got "
                                f"{type(instance).__name__}")
+    return instances
+
+
+def instances_table(instances: list[dict[str, Any]], fitted: FittedFeatures) -> pa.Table:
+    """The source columns of v1 rows as an Arrow table (`InvalidInput` naming feature and column)."""
     arrays = {}
     try:
         for column, feature, kind in fitted.source_users:
@@ -346,7 +367,8 @@ def v1_table(body: Any, fitted: FittedFeatures) -> pa.Table:
     return pa.table(arrays)
 
 
-def _tensor_array(tensor: Any, feature: str, column: str) -> tuple[pa.Array, int]:
+def _tensor_values(tensor: Any, feature: str, column: str) -> tuple[np.ndarray | list[Any], int]:
+    """A v2 input tensor's values (numpy, or the decoded strings of BYTES) and its row count."""
     datatype = str(tensor.datatype).upper()
     if datatype not in V2_DATATYPES:
         raise TransformInputError(feature, column, f"datatype {datatype} is not one of {', '.join(V2_DATATYPES)}")
@@ -359,30 +381,63 @@ def _tensor_array(tensor: Any, feature: str, column: str) -> tuple[pa.Array, int
         raise TransformInputError(feature, column, f"the data are not {datatype} of shape {shape}: {error}") from None
     if datatype == "BYTES":
         try:
-            texts = [v.decode("utf-8") if isinstance(v, bytes) else v for v in values.tolist()]
-            return pa.array(texts, type=pa.large_string()), shape[0]
-        except (UnicodeDecodeError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            return [v.decode("utf-8") if isinstance(v, bytes) else v for v in values.tolist()], shape[0]
+        except UnicodeDecodeError as error:
             raise TransformInputError(feature, column, f"BYTES values must be UTF-8 strings: {error}") from None
-    return pa.array(values), shape[0]
+    return values, shape[0]
 
 
-def v2_table(request: InferRequest, fitted: FittedFeatures) -> pa.Table:
-    """The source columns of a v2 request: one input tensor per source column, all of length n."""
+def _tensor_array(values: np.ndarray | list[Any], feature: str, column: str) -> pa.Array:
+    if isinstance(values, np.ndarray):
+        return pa.array(values)
+    try:
+        return pa.array(values, type=pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise TransformInputError(feature, column, f"BYTES values must be UTF-8 strings: {error}") from None
+
+
+V2Columns = dict[str, "np.ndarray | list[Any]"]
+
+
+def v2_columns(request: InferRequest, fitted: FittedFeatures) -> tuple[V2Columns, int]:
+    """The source columns of a v2 request (one input tensor per source column, all of length
+    n >= 1) as values, and n; `InvalidInput` naming the problem, the feature and the column."""
     tensors = {tensor.name: tensor for tensor in request.inputs}
-    arrays, rows = {}, {}
+    columns, rows = {}, {}
     try:
         for column, feature, _ in fitted.source_users:
             if column not in tensors:
                 raise TransformInputError(feature, column, f"the request has no input tensor named {column!r} "
                                           f"(inputs: {', '.join(tensors) or 'none'})")
-            arrays[column], rows[column] = _tensor_array(tensors[column], feature, column)
+            columns[column], rows[column] = _tensor_values(tensors[column], feature, column)
     except TransformInputError as error:
         raise InvalidInput(str(error)) from None
     if len(set(rows.values())) > 1:
         raise InvalidInput(f"input tensors have different lengths: {rows}")
     if not rows or next(iter(rows.values())) == 0:
         raise InvalidInput("the request has no rows: send tensors of shape [n] with n >= 1")
-    return pa.table(arrays)
+    return columns, next(iter(rows.values()))
+
+
+def v2_rows(columns: V2Columns) -> list[dict[str, Any]]:
+    """v2 columns as rows of Python values (for the row kernels)."""
+    names = list(columns)
+    values = [column.tolist() if isinstance(column, np.ndarray) else column for column in columns.values()]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def v2_columns_table(columns: V2Columns, fitted: FittedFeatures) -> pa.Table:
+    """v2 columns as an Arrow table (`InvalidInput` naming feature and column)."""
+    try:
+        return pa.table({column: _tensor_array(columns[column], feature, column)
+                         for column, feature, _ in fitted.source_users})
+    except TransformInputError as error:
+        raise InvalidInput(str(error)) from None
+
+
+def v2_table(request: InferRequest, fitted: FittedFeatures) -> pa.Table:
+    """The source columns of a v2 request: one input tensor per source column, all of length n."""
+    return v2_columns_table(v2_columns(request, fitted)[0], fitted)
 
 
 # -- prediction ---------------------------------------------------------------------------------
@@ -404,8 +459,29 @@ def predict_table(served: ServedModel, table: pa.Table) -> Predictions:
     Raises `TransformInputError` for input the transforms cannot take."""
     features = apply_batch(served.fitted, table)
     matrix, _ = input_matrix(features, served.inputs)
+    return predict_matrix(served, torch.from_numpy(matrix))
+
+
+def predict_rows(served: ServedModel,
+                 instances: Sequence[Mapping[str, Any]]) -> tuple[Predictions, list[dict[str, Any]]] | None:
+    """Predictions for a few v1 rows by the row kernels (`transforms.apply_rows`,
+    `models.input_rows`), and the source values as read (for the prediction log); the same
+    predictions as `predict_table` on a table of these rows. None where the row kernels do not
+    take the rows (the caller then takes the table path, which also words any error)."""
+    computed = apply_rows(served.fitted, instances)
+    if computed is None:
+        return None
+    sources, features = computed
+    rows = input_rows(features, served.input_widths)
+    if rows is None:
+        return None
+    return predict_matrix(served, torch.tensor(rows, dtype=torch.float32)), sources
+
+
+def predict_matrix(served: ServedModel, matrix: torch.Tensor) -> Predictions:
+    """The model's predictions for an input matrix `[rows, inputWidth]` (float32)."""
     with torch.inference_mode():
-        scores = served.objective.scores(served.module(torch.from_numpy(matrix))).numpy()
+        scores = served.objective.scores(served.module(matrix)).numpy()
     kind, classes = served.objective.kind, served.classes
     if kind == "multiclass":
         best = scores.argmax(axis=1)
@@ -534,6 +610,13 @@ class KubeloopModel(Model):
         self.metrics = metrics
         self.writer = writer
         self.ready = True  # loaded and verified before the server is built
+        # Ids for requests that bring none: unique per process (random prefix), and a counter is
+        # cheaper than a uuid4 per request.
+        self._ids = itertools.count(1)
+        self._id_prefix = uuid.uuid4().hex[:12]
+
+    def _next_id(self) -> str:
+        return f"{self._id_prefix}-{next(self._ids)}"
 
     def load(self) -> bool:
         return bool(self.ready)
@@ -541,16 +624,33 @@ class KubeloopModel(Model):
     def predict(self, payload: Any, headers: Mapping[str, str] | None = None) -> dict[str, Any] | InferResponse:
         arrived = datetime.now(UTC)
         v2 = isinstance(payload, InferRequest)
-        table = v2_table(payload, self.served.fitted) if v2 else v1_table(payload, self.served.fitted)
-        try:
-            result = predict_table(self.served, table)
-        except TransformInputError as error:
-            raise InvalidInput(str(error)) from None
+        # A few rows go through the row kernels (same results, a fraction of the columns' cost);
+        # more rows, or rows the row kernels leave to the columns, through an Arrow table.
+        predicted = None
+        if v2:
+            columns, count = v2_columns(payload, self.served.fitted)
+            if count <= ROWS_MAX:
+                predicted = predict_rows(self.served, v2_rows(columns))
+            if predicted is None:
+                table = v2_columns_table(columns, self.served.fitted)
+        else:
+            instances = v1_instances(payload)
+            if len(instances) <= ROWS_MAX:
+                predicted = predict_rows(self.served, instances)
+            if predicted is None:
+                table = instances_table(instances, self.served.fitted)
+        if predicted is not None:
+            result, sources = predicted
+        else:
+            try:
+                result, sources = predict_table(self.served, table), table
+            except TransformInputError as error:
+                raise InvalidInput(str(error)) from None
         self.metrics.predicted(result.prediction)
         if self.writer is not None or v2:  # a v1 answer without a log has no use for an id
-            request_id = (payload.id if v2 else None) or (headers or {}).get("x-request-id") or uuid.uuid4().hex
+            request_id = (payload.id if v2 else None) or (headers or {}).get("x-request-id") or self._next_id()
         if self.writer is not None:
-            self.writer.submit(LoggedRequest(time=arrived, request_id=str(request_id), sources=table,
+            self.writer.submit(LoggedRequest(time=arrived, request_id=str(request_id), sources=sources,
                                              prediction=result.prediction, predicted_class=result.predicted_class))
         if v2:
             output = InferOutput(name="predictions", shape=list(result.scores.shape), datatype="FP64",

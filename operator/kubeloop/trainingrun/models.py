@@ -20,12 +20,14 @@ Objectives (`objective_for`):
 
 `input_matrix` turns a table of features into the float32 matrix a model takes; the trainer and
 the model server both call it, so what a model saw in training is what it sees when serving.
+`input_rows` is its row form for the server's small requests (the same values, tested bit for bit).
 
 Runs inside the trainer pod and the model server: torch, numpy and pyarrow.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -219,6 +221,31 @@ def feature_block(name: str, column: pa.Array | pa.ChunkedArray) -> tuple[np.nda
     return values.astype(np.float32), description
 
 
+def input_rows(rows: Sequence[Sequence[Any]], widths: Sequence[int | None]) -> list[list[float]] | None:
+    """`input_matrix`'s rows, as Python floats, from the feature values of a few rows as
+    `transforms.apply_rows` gives them (one value per feature in input order; `widths[i]` is None
+    for a plain number or boolean, the length of a oneHot vector otherwise): nulls, NaN and
+    infinities of numbers are 0, a null vector is zeros. Cast to float32 (`torch.tensor(...,
+    dtype=torch.float32)`, the same rounding as numpy's) they are `input_matrix`'s values bit for
+    bit. None for an integer a float64 cannot hold exactly, which `input_matrix` refuses with
+    its own error."""
+    matrix = []
+    for values in rows:
+        row: list[float] = []
+        for value, width in zip(values, widths, strict=True):
+            if width is not None:
+                row.extend(value if value is not None else [0.0] * width)
+            elif value is None:
+                row.append(0.0)
+            else:
+                if type(value) is int and not -_EXACT_INTEGERS <= value <= _EXACT_INTEGERS:
+                    return None
+                number = float(value)
+                row.append(number if math.isfinite(number) else 0.0)
+        matrix.append(row)
+    return matrix
+
+
 _MATRIX_ROWS = 65_536  # rows gathered in float64 at a time: bounds the trainer's extra memory
 
 
@@ -253,6 +280,7 @@ def input_matrix(table: pa.Table, names: Sequence[str]) -> tuple[np.ndarray, lis
             block = matrix[:, columns]
             block[~np.isfinite(block)] = 0.0
             matrix[:, columns] = block
-        out[start:start + part.num_rows] = matrix  # the float64 -> float32 cast, as astype does it
+        with np.errstate(over="ignore"):  # beyond float32's range is inf, as a cast gives it, not a warning
+            out[start:start + part.num_rows] = matrix  # the float64 -> float32 cast, as astype does it
     assert out is not None
     return out, inputs
