@@ -138,7 +138,7 @@ def test_settings_from_env(served_artifact: ServedArtifact) -> None:
            "KUBELOOP_ARTIFACT_URI": served_artifact.uri, "KUBELOOP_ARTIFACT_DIGEST": served_artifact.digest}
     settings = serve.ServerSettings.from_env(env)
     assert (settings.port, settings.bind_address, settings.prediction_log, settings.log_batch_rows,
-            settings.log_flush_seconds, settings.log_max_rows) == (8080, "0.0.0.0", True, 1000, 5.0, 100_000)
+            settings.log_flush_seconds, settings.log_max_rows) == (8080, "0.0.0.0", True, 10_000, 5.0, 100_000)
     custom = serve.ServerSettings.from_env({**env, "PORT": "9000", "KUBELOOP_BIND_ADDRESS": "127.0.0.1",
                                             "KUBELOOP_PREDICTION_LOG": "false",
                                             "KUBELOOP_PREDICTION_LOG_MAX_ROWS": "10"})

@@ -1154,15 +1154,30 @@ class FittedFeature:
         )
 
     @cached_property
-    def row_plan(self) -> tuple[tuple[Callable[[Any, FittedStep], Any], FittedStep], ...]:
-        return tuple((_ROW_KERNELS[step.transform.type], step) for step in self.steps)
+    def compute_value(self) -> Callable[[Any], Any]:
+        """The feature of one source value already read by `_row_source`, by the row kernels (the
+        feature must be `rowable`); raises `_NotRowable` for a value they leave to the columns.
+        Built once per feature: the server calls it for every feature of every row."""
+        plan = tuple((_ROW_KERNELS[step.transform.type], step) for step in self.steps)
+        kind, dtype = self.output_kind, self.dtype
+        if dtype is None or kind == "vector":  # the last step's values are the feature's (no cast)
+            if len(plan) == 1:
+                kernel, step = plan[0]
+                return lambda value: kernel(value, step)
 
-    def compute_value(self, value: Any) -> Any:
-        """The feature of one source value already read by `_row_source` (row kernels; the
-        feature must be `rowable`). Raises `_NotRowable` for a value they leave to the columns."""
-        for kernel, step in self.row_plan:
-            value = kernel(value, step)
-        return _cast_value(value, self.output_kind, self.dtype)
+            def steps_only(value: Any) -> Any:
+                for kernel, step in plan:
+                    value = kernel(value, step)
+                return value
+
+            return steps_only
+
+        def steps_and_cast(value: Any) -> Any:
+            for kernel, step in plan:
+                value = kernel(value, step)
+            return _cast_value(value, kind, dtype)
+
+        return steps_and_cast
 
     def to_dict(self) -> dict[str, Any]:
         return {

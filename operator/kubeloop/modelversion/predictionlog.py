@@ -308,7 +308,7 @@ class PredictionLogWriter:
     """
 
     def __init__(self, store: ObjectStore, prefix: str, schema: pa.Schema, model_version: str, *,
-                 writer: str | None = None, batch_rows: int = 1000, flush_seconds: float = 5.0,
+                 writer: str | None = None, batch_rows: int = 10_000, flush_seconds: float = 5.0,
                  max_rows: int = 100_000, on_rows: Callable[[str, int], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if batch_rows < 1 or max_rows < 1 or flush_seconds <= 0:

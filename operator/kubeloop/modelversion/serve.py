@@ -20,7 +20,7 @@ Environment (the contract `modelversion/desired.py` fills in):
     PORT                      HTTP port (Knative's contract), default 8080
     KUBELOOP_BIND_ADDRESS     address to listen on, default 0.0.0.0 (the local node sets 127.0.0.1)
     KUBELOOP_PREDICTION_LOG   "true" (default) or "false"
-    KUBELOOP_PREDICTION_LOG_BATCH_ROWS (1000), KUBELOOP_PREDICTION_LOG_FLUSH_SECONDS (5),
+    KUBELOOP_PREDICTION_LOG_BATCH_ROWS (10000), KUBELOOP_PREDICTION_LOG_FLUSH_SECONDS (5),
     KUBELOOP_PREDICTION_LOG_MAX_ROWS (100000)
 
 Exit codes: 0 after a clean shutdown (SIGTERM), 1 transient (the store is unreachable at start:
@@ -133,7 +133,7 @@ class ServerSettings:
     port: int = 8080
     bind_address: str = "0.0.0.0"
     prediction_log: bool = True
-    log_batch_rows: int = 1000
+    log_batch_rows: int = 10_000  # rows per Parquet object: fewer, larger PUTs (flush_seconds bounds the wait)
     log_flush_seconds: float = 5.0
     log_max_rows: int = 100_000
 
@@ -158,7 +158,7 @@ class ServerSettings:
             port=_number(environ, "PORT", 8080, int, low=1, high=65535),
             bind_address=environ.get("KUBELOOP_BIND_ADDRESS", "").strip() or "0.0.0.0",
             prediction_log=_flag(environ, "KUBELOOP_PREDICTION_LOG", True),
-            log_batch_rows=_number(environ, "KUBELOOP_PREDICTION_LOG_BATCH_ROWS", 1000, int, low=1),
+            log_batch_rows=_number(environ, "KUBELOOP_PREDICTION_LOG_BATCH_ROWS", 10_000, int, low=1),
             log_flush_seconds=_number(environ, "KUBELOOP_PREDICTION_LOG_FLUSH_SECONDS", 5.0, float, low=0.001),
             log_max_rows=_number(environ, "KUBELOOP_PREDICTION_LOG_MAX_ROWS", 100_000, int, low=1),
         )

@@ -233,7 +233,9 @@ def input_rows(rows: Sequence[Sequence[Any]], widths: Sequence[int | None]) -> l
     for values in rows:
         row: list[float] = []
         for value, width in zip(values, widths, strict=True):
-            if width is not None:
+            if type(value) is float:  # most features: finite as it is, else 0 (x - x is NaN for inf, NaN)
+                row.append(value if value - value == 0.0 else 0.0)
+            elif width is not None:
                 row.extend(value if value is not None else [0.0] * width)
             elif value is None:
                 row.append(0.0)
