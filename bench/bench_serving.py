@@ -13,14 +13,18 @@ one-hot encoded, one hashed); a binary classifier trained on it by the real trai
   the same KServe ModelServer settings (one worker, gRPC off, loopback) and the same logging
   (kubeloop's `configure_logging`: no log line per request in either server).
 
-Each sends single-row v1 requests over keep-alive HTTP: --requests after --warmup, sequentially
+kubeloop's server computes requests of up to `transforms.ROWS_MAX` rows with the row kernels and
+larger ones with the column kernels (`--batch` sets the rows per request). After the servers, the
+bench times each step of a request in this process, and the two kernel forms by request size.
+
+Each sends --batch-row v1 requests over keep-alive HTTP: --requests after --warmup, sequentially
 from one client (latency p50/p99, throughput) and from --clients concurrent client processes
 (throughput, p50/p99). Servers are measured in turns, the order rotating each repetition; every
 figure is the median over --repeat repetitions. The bench checks that kubeloop and bare answer the
 same row with the same prediction, bit for bit. torch uses one thread in every server
 (OMP_NUM_THREADS=1), as it would in a one-CPU predictor pod.
 
-    python bench/bench_serving.py [--rows 5000] [--requests 2000] [--warmup 200] [--repeat 3] [--clients 4]
+    python bench/bench_serving.py [--rows 5000] [--requests 2000] [--warmup 200] [--repeat 3] [--clients 4] [--batch 1]
 """
 
 from __future__ import annotations

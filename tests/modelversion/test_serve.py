@@ -277,7 +277,7 @@ def test_input_rows_are_input_matrix_bit_for_bit(rows: list[tuple[Any, ...]]) ->
 def test_v1_predictions_equal_the_trainer_and_the_materialized_features(
         fraud_server: RunningServer, serving_store: ObjectStore, served_artifact: ServedArtifact,
         tmp_path: Path) -> None:
-    rows = served_artifact.feature_set.raw.slice(0, 40)
+    rows = served_artifact.feature_set.raw.slice(0, serve.ROWS_MAX + 16)  # the column kernels' path
     assert rows.column("amount").null_count > 0  # nulls travel as JSON null and are filled by the transforms
     status, answer = fraud_server.request("POST", V1, {"instances": instances(rows)})
     assert status == 200, answer
@@ -286,11 +286,13 @@ def test_v1_predictions_equal_the_trainer_and_the_materialized_features(
     version = served_artifact.feature_set.version
     materialized = pq.read_table(serving_store.download(version, "features.parquet", tmp_path / "f.parquet"))
     from_features = trainer_scores(serving_store, served_artifact, None, tmp_path / "mat",
-                                   features=materialized.slice(0, 40))
+                                   features=materialized.slice(0, rows.num_rows))
     assert answer["predictions"] == from_features.astype(np.float64).tolist()
-    # One row at a time gives the same numbers as the batch.
+    # One row, and a few: the row kernels' path gives the same numbers as the batch.
     status, single = fraud_server.request("POST", V1, {"instances": instances(rows.slice(3, 1))})
     assert (status, single["predictions"]) == (200, answer["predictions"][3:4])
+    status, few = fraud_server.request("POST", V1, {"instances": instances(rows.slice(0, 40))})
+    assert (status, few["predictions"]) == (200, answer["predictions"][:40])
 
 
 def test_v2_predictions_equal_v1(fraud_server: RunningServer, served_artifact: ServedArtifact) -> None:
@@ -386,29 +388,32 @@ def test_metrics_count_requests_errors_predictions_and_log_rows(fraud_server: Ru
 def test_predicted_rows_are_logged_with_their_raw_values(fraud_server: RunningServer, serving_store: ObjectStore,
                                                          served_artifact: ServedArtifact) -> None:
     since = datetime.now(UTC) - timedelta(seconds=1)
-    rows = served_artifact.feature_set.raw.slice(100, 7)
-    status, answer = fraud_server.request("POST", V1, {"instances": instances(rows)},
-                                          headers={"x-request-id": "log-check-1"})
-    assert status == 200
     prefix = prediction_log_prefix(SERVING_NAMESPACE, "fraud", "fraud-v1")
+    # A few rows (row kernels, logged column by column) and many (column kernels, logged as a table).
+    for request_id, rows in [("log-check-1", served_artifact.feature_set.raw.slice(100, 7)),
+                             ("log-check-2", served_artifact.feature_set.raw.slice(200, serve.ROWS_MAX + 6))]:
+        status, answer = fraud_server.request("POST", V1, {"instances": instances(rows)},
+                                              headers={"x-request-id": request_id})
+        assert status == 200
 
-    def logged() -> pa.Table | None:
-        table = read_prediction_log(serving_store, prefix, since=since, until=datetime.now(UTC) + timedelta(hours=1))
-        if table.num_rows == 0:
-            return None
-        mine = table.filter(pa.compute.equal(table.column("request_id"), "log-check-1"))
-        return mine if mine.num_rows == 7 else None
+        def logged() -> pa.Table | None:
+            table = read_prediction_log(serving_store, prefix, since=since,
+                                        until=datetime.now(UTC) + timedelta(hours=1))
+            if table.num_rows == 0:
+                return None
+            mine = table.filter(pa.compute.equal(table.column("request_id"), request_id))  # noqa: B023
+            return mine if mine.num_rows == rows.num_rows else None  # noqa: B023
 
-    table = wait_until(logged, "the logged rows")
-    assert table.column_names == ["timestamp", "request_id", "model_version", "amount", "age", "country",
-                                  "prediction", "predicted_class"]
-    for name in SOURCES:
-        assert table.column(name).to_pylist() == rows.column(name).to_pylist()
-    assert table.column("prediction").to_pylist() == answer["predictions"]
-    assert table.column("predicted_class").to_pylist() == ["true" if p >= 0.5 else "false"
-                                                           for p in answer["predictions"]]
-    assert set(table.column("model_version").to_pylist()) == {"fraud-v1"}
-    assert since <= table.column("timestamp")[0].as_py() <= datetime.now(UTC)
+        table = wait_until(logged, f"the logged rows of {request_id}")
+        assert table.column_names == ["timestamp", "request_id", "model_version", "amount", "age", "country",
+                                      "prediction", "predicted_class"]
+        for name in SOURCES:
+            assert table.column(name).to_pylist() == rows.column(name).to_pylist()
+        assert table.column("prediction").to_pylist() == answer["predictions"]
+        assert table.column("predicted_class").to_pylist() == ["true" if p >= 0.5 else "false"
+                                                               for p in answer["predictions"]]
+        assert set(table.column("model_version").to_pylist()) == {"fraud-v1"}
+        assert since <= table.column("timestamp")[0].as_py() <= datetime.now(UTC)
 
 
 def test_sigterm_flushes_the_buffered_log_and_exits_0(serving_store_env: dict[str, str],
