@@ -365,7 +365,13 @@ def stage_costs(fitted: FittedFeatures, inputs: list[str], model_dir: Path, rows
     from prometheus_client import CollectorRegistry
 
     from kubeloop.featureset.transforms import apply_rows
-    from kubeloop.modelversion.serve import KubeloopModel, ServerMetrics, instances_table, served_model, v1_table
+    from kubeloop.modelversion.serve import (
+        KubeloopModel,
+        ServerMetrics,
+        instances_table,
+        served_model,
+        v1_table,
+    )
     from kubeloop.trainingrun.models import input_matrix, input_rows
 
     spec = json.loads((model_dir / "model.json").read_text())

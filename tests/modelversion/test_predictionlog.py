@@ -108,9 +108,9 @@ def test_row_form_requests_log_the_same_rows_as_table_form() -> None:
     schema = prediction_log_schema(SOURCES)
     moments = [T0 + timedelta(milliseconds=ms) for ms in (5, 0, 5, 9)]
     amounts: list[list[float | None]] = [[1.0, None], [2.5], [3.0], [4.0, 5.0, 6.0]]
-    tables = [request(m, a, request_id=f"r{i}", classes=["c"] * len(a)) for i, (m, a) in enumerate(zip(moments, amounts))]
+    tables = [request(m, a, request_id=f"r{i}", classes=["c"] * len(a)) for i, (m, a) in enumerate(zip(moments, amounts, strict=True))]
     rows = [row_request(m, a, request_id=f"r{i}", classes=["c"] * len(a))
-            for i, (m, a) in enumerate(zip(moments, amounts))]
+            for i, (m, a) in enumerate(zip(moments, amounts, strict=True))]
     expected = prediction_log_table(schema, "v1", tables)
     assert prediction_log_table(schema, "v1", rows).equals(expected)
     # Interleaved forms, and row-form requests a writer already holds, give the same sorted table.

@@ -374,3 +374,26 @@ def test_an_unreadable_store_is_said_in_the_running_condition_and_progress_is_ke
     running = find_condition(result["conditions"], "Running") or {}
     assert running["status"] == "True"
     assert running["message"].endswith("cannot read the object store: connection refused")
+
+
+def test_transition_events_tell_a_restart_success_registration_and_failure():
+    running = compute(spec_of(), [job(active=2, ready=2)])
+    assert status.transition_events({}, running) == []
+    restarted = compute(spec_of(), [job(1, conditions=failed("BackoffLimitExceeded")), job(2, active=2, ready=2)],
+                        attempts=2, previous=running)
+    [event] = status.transition_events(running, restarted)
+    assert (event.type, event.reason) == ("Warning", Reason.RESTARTING)
+    assert event.message.startswith("attempt 2 started after attempt 1 failed")
+    assert status.transition_events(restarted, restarted) == []  # the next pass has nothing new to say
+    spec = spec_of(register={"model": "fraud"})
+    succeeded = compute(spec, [job(spec=spec, conditions=COMPLETE)], store=status.StoreFacts(record=record()),
+                        registration=status.Registration("run", True, 'ModelVersion "run" created'))
+    events = status.transition_events(running, succeeded)
+    assert [(e.type, e.reason) for e in events] == [("Normal", Reason.SUCCEEDED), ("Normal", Reason.REGISTERED)]
+    assert "auc 0.93" in events[0].message and 'ModelVersion "run"' in events[1].message
+    assert status.transition_events(succeeded, succeeded) == []
+    failure = {"reason": "TrainingFailed", "message": 'target "nope" is not a column', "attempt": 1}
+    failed_run = compute(spec_of(), [job(conditions=failed("PodFailurePolicy"))],
+                         store=status.StoreFacts(failure=failure))
+    [event] = status.transition_events(running, failed_run)
+    assert (event.type, event.reason) == ("Warning", "TrainingFailed") and "nope" in event.message

@@ -61,6 +61,12 @@ class Cluster:
         current = self.run_status(name)
         return current if current.get("phase") in phases else None
 
+    def event_reasons(self, name: str) -> set[str]:
+        """Reasons of the Events about the TrainingRun `name` (what `kubectl describe` lists)."""
+        return {str(event.get("reason")) for event in self.kubectl.json("get", "events", "-n", NAMESPACE)["items"]
+                if (event.get("involvedObject") or {}).get("name") == name
+                and (event.get("involvedObject") or {}).get("kind") == "TrainingRun"}
+
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
@@ -182,6 +188,7 @@ def test_two_workers_train_register_and_refuse_a_spec_change(cluster: Cluster, t
     assert model_version["spec"]["model"] == "fraud-detector"
     assert not model_version["metadata"].get("ownerReferences")
     assert cluster.condition(name, "Ready")["status"] == "True"
+    wait_for(lambda: {"Succeeded", "Registered"} <= cluster.event_reasons(name), what="the run's Events")
 
     # The spec is immutable once the Job exists: the change is refused, nothing is re-run.
     jobs_before = cluster.jobs(name)
@@ -262,6 +269,7 @@ def test_a_run_killed_mid_training_resumes_in_attempt_2(cluster: Cluster, tmp_pa
     assert len(record["epochs"]) == epochs
     logs = cluster.kubectl("logs", f"job/{name}-a2", "-n", NAMESPACE).stdout
     assert "resumes after epoch" in logs
+    assert {"Restarting", "Succeeded"} <= cluster.event_reasons(name)
 
 
 def test_a_suspended_run_waits_and_trains_once_resumed(cluster: Cluster, tmp_path: Path):

@@ -57,6 +57,19 @@ def scratch_env() -> list[dict[str, Any]]:
     ]
 
 
+def restricted_container_security() -> dict[str, Any]:
+    """A container's fields of the restricted Pod Security Standard, and a read-only root
+    filesystem (the scratch volume is the one writable place)."""
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def restricted_pod_security(user: int) -> dict[str, Any]:
+    """A pod's fields of the restricted Pod Security Standard, running as `user` (also its group
+    and the volumes' group)."""
+    return {"runAsNonRoot": True, "runAsUser": user, "runAsGroup": user, "fsGroup": user,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def jobs_pod_template(*, container: str, module: str, env: Sequence[Mapping[str, Any]],
                       resources: Mapping[str, Any], labels: Mapping[str, str],
                       settings: Settings) -> dict[str, Any]:
@@ -68,11 +81,7 @@ def jobs_pod_template(*, container: str, module: str, env: Sequence[Mapping[str,
         "command": ["python", "-m", module],
         "env": [dict(entry) for entry in env],
         "resources": dict(resources),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_PATH}],
     }
     return {
@@ -83,13 +92,7 @@ def jobs_pod_template(*, container: str, module: str, env: Sequence[Mapping[str,
             # The entrypoints talk to the object store only, never to the API server.
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": NON_ROOT_ID,
-                "runAsGroup": NON_ROOT_ID,
-                "fsGroup": NON_ROOT_ID,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
+            "securityContext": restricted_pod_security(NON_ROOT_ID),
             "containers": [spec_container],
             "volumes": [{"name": SCRATCH_VOLUME, "emptyDir": {}}],
         },

@@ -229,6 +229,7 @@ def _tables_part(schema: pa.Schema, model_version: str, requests: Sequence[Logge
         runs: list[tuple[pa.Schema, list[pa.Table]]] = []
         for request in requests:
             sources = request.sources
+            assert isinstance(sources, pa.Table)  # only table-form requests come here
             if sources.column_names != names:
                 sources = sources.select(names)
             if runs and runs[-1][0].equals(sources.schema):

@@ -65,8 +65,8 @@ import traceback
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,7 +77,13 @@ from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer
 from kserve.errors import InvalidInput, ModelNotFound
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from kubeloop.featureset.transforms import ROWS_MAX, FittedFeatures, TransformInputError, apply_batch, apply_rows
+from kubeloop.featureset.transforms import (
+    ROWS_MAX,
+    FittedFeatures,
+    TransformInputError,
+    apply_batch,
+    apply_rows,
+)
 from kubeloop.modelversion.predictionlog import (
     LoggedRequest,
     PredictionLogWriter,

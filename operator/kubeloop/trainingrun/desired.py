@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeloop import API_VERSION
+from kubeloop.core import owners
 from kubeloop.core.labels import (
     MANAGED_BY,
     PART_OF,
@@ -40,6 +41,13 @@ from kubeloop.core.labels import (
 )
 from kubeloop.core.naming import DNS_LABEL_MAX, JOB_NAME_MAX, child_name
 from kubeloop.core.settings import Settings
+from kubeloop.core.workloads import (
+    EXIT_PERMANENT_FAILURE,
+    SCRATCH_PATH,
+    SCRATCH_VOLUME,
+    restricted_container_security,
+    restricted_pod_security,
+)
 from kubeloop.trainingrun.api import RESOURCE, TrainingRunSpec
 
 COMPONENT = "trainer"
@@ -48,11 +56,8 @@ TRAINER_MODULE = "kubeloop.trainingrun.train"
 RENDEZVOUS_PORT = 29500
 RENDEZVOUS_PORT_NAME = "rendezvous"
 
-# The trainer's exit codes (its contract): 3 = retrying cannot help.
-EXIT_PERMANENT_FAILURE = 3
-
-SCRATCH_VOLUME = "scratch"
-SCRATCH_PATH = "/scratch"
+# The trainer follows the entrypoints' exit-code contract (EXIT_PERMANENT_FAILURE: retrying cannot
+# help) and has the same read-only root with one scratch volume (core.workloads).
 # Shared memory for data loader workers and NCCL: the container runtime's 64 MiB default is
 # too small for more than one process per pod.
 SHM_VOLUME = "dshm"
@@ -74,19 +79,10 @@ ENV_TRAININGRUN = "KUBELOOP_TRAININGRUN"
 MUTABLE_SPEC_FIELDS = ("suspend",)
 
 
-@dataclass(frozen=True)
-class Owner:
+class Owner(owners.Owner):
     """The TrainingRun the children belong to, as its metadata says."""
 
-    name: str
-    namespace: str
-    uid: str
-    generation: int
-
-    def reference(self) -> dict[str, Any]:
-        """A controller ownerReference: children are garbage-collected with the TrainingRun."""
-        return {"apiVersion": API_VERSION, "kind": RESOURCE.kind, "name": self.name, "uid": self.uid,
-                "controller": True, "blockOwnerDeletion": True}
+    kind = RESOURCE.kind
 
 
 @dataclass(frozen=True)
@@ -239,11 +235,7 @@ def trainer_container(spec: TrainingRunSpec, owner: Owner, attempt: int, feature
         "ports": [{"name": RENDEZVOUS_PORT_NAME, "containerPort": RENDEZVOUS_PORT, "protocol": "TCP"}],
         # resources.requirements() puts nvidia.com/gpu in limits when gpus > 0.
         "resources": spec.resources.requirements(),
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": mounts,
     })
     return container
@@ -266,13 +258,7 @@ def pod_template(spec: TrainingRunSpec, owner: Owner, attempt: int, feature_set:
         # The trainer talks to its peers and the object store only, never to the API server.
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": NON_ROOT_ID,
-            "runAsGroup": NON_ROOT_ID,
-            "fsGroup": NON_ROOT_ID,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": restricted_pod_security(NON_ROOT_ID),
         "containers": [trainer_container(spec, owner, attempt, feature_set, settings)],
         "volumes": volumes,
     }

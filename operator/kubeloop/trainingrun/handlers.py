@@ -39,6 +39,7 @@ from pydantic import ValidationError
 
 from kubeloop import API_VERSION
 from kubeloop.core import conditions
+from kubeloop.core.events import post_event
 from kubeloop.core.kube import KubeClient, api_errors_translated
 from kubeloop.core.labels import label_value, owner_label_key
 from kubeloop.core.reconcile import (
@@ -69,8 +70,7 @@ FEATURESET_KIND = "FeatureSet"
 def reconcile(spec: TrainingRunSpec, observed: Observed) -> dict[str, Any]:
     runtime = Runtime.get()
     client, settings = runtime.client, runtime.settings
-    owner = desired.Owner(name=observed.name, namespace=observed.namespace, uid=observed.uid,
-                          generation=observed.generation or 1)
+    owner = desired.Owner.of(observed)
     where = f"TrainingRun {owner.namespace}/{owner.name}"
     with api_errors_translated(f"listing the Jobs of {where}"):
         jobs = run_jobs(client, owner)
@@ -118,6 +118,9 @@ def reconcile(spec: TrainingRunSpec, observed: Observed) -> dict[str, Any]:
         # Registered once: a ModelVersion deleted later by a user is not created again.
         new_status = compute(status.previous_registration(observed.status)
                              or ensure_model_version(client, owner, trained))
+    if settings.post_events:
+        for event in status.transition_events(observed.status, new_status):
+            post_event(client, API_VERSION, RESOURCE.kind, observed, event)
     return new_status
 
 

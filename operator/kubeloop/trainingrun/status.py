@@ -35,6 +35,7 @@ from typing import Any, Literal, NamedTuple
 
 from kubeloop.core import conditions
 from kubeloop.core.apimodel import CONDITION_REASON_PATTERN, DIGEST_PATTERN
+from kubeloop.core.events import Event
 from kubeloop.core.reconcile import Observed
 from kubeloop.trainingrun.api import ConditionType, Reason, TrainingRunSpec
 from kubeloop.trainingrun.desired import MUTABLE_SPEC_FIELDS, FeatureSetVersion, job_attempt
@@ -553,3 +554,32 @@ def compute_status(
     new["observedGeneration"] = generation
     new["conditions"] = conds
     return new
+
+
+def transition_events(previous: Mapping[str, Any], new: Mapping[str, Any]) -> list[Event]:
+    """Events a user should hear of in `kubectl describe tr`: an attempt restarted, the run
+    succeeded (with its key metric) or failed for good, the ModelVersion registered or not.
+    Only transitions between `previous` and `new` count, so a pass that changes nothing says
+    nothing (and the Event names dedupe passes that race)."""
+    events: list[Event] = []
+    before, after = int(previous.get("attempts") or 0), int(new.get("attempts") or 0)
+    if after > before >= 1:
+        running = conditions.find_condition(new.get("conditions"), ConditionType.RUNNING) or {}
+        events.append(Event("Warning", Reason.RESTARTING,
+                            f"attempt {after} started after attempt {before} failed: {running.get('message', '')}"))
+    phase = new.get("phase")
+    if phase != previous.get("phase") and phase in TERMINAL_PHASES:
+        done = conditions.find_condition(new.get("conditions"), ConditionType.SUCCEEDED) or {}
+        if phase == "Succeeded":
+            key = new.get("keyMetric") or {}
+            metric = f"{key['name']} {key['value']:.4g}; " if "name" in key and "value" in key else ""
+            events.append(Event("Normal", Reason.SUCCEEDED, f"{metric}{done.get('message', '')}"))
+        else:
+            events.append(Event("Warning", str(done.get("reason") or "Failed"), str(done.get("message", ""))))
+    was = conditions.find_condition(previous.get("conditions"), ConditionType.REGISTERED) or {}
+    now = conditions.find_condition(new.get("conditions"), ConditionType.REGISTERED) or {}
+    if (now.get("status"), now.get("reason")) != (was.get("status"), was.get("reason")) and \
+            now.get("status") in ("True", "False"):
+        events.append(Event("Normal" if now["status"] == "True" else "Warning", str(now.get("reason")),
+                            str(now.get("message", ""))))
+    return events
