@@ -79,6 +79,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     state = tmp_path_factory.mktemp("kubeloop")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("KUBELOOP_PROGRESS_POLL_SECONDS", "1")  # rollouts and progress are polled every second
+        # No periodic resync within a test's time: every step must be driven by the watches and
+        # pollers that drive it on a cluster, not rescued by the hourly (default 5 min) pass.
+        patch.setenv("KUBELOOP_RESYNC_SECONDS", "3600")
         environment = LocalEnvironment(state_dir=state, progress=lambda _: None,
                                        with_prometheus=prometheus_binary() is not None)
         environment.start()
@@ -198,6 +201,22 @@ def _epoch() -> Any:
 def _future() -> Any:
     from datetime import UTC, datetime, timedelta
     return datetime.now(UTC) + timedelta(days=1)
+
+
+def test_a_version_applied_before_its_run_succeeds_registers_when_the_run_does(cluster: Cluster, feature_set: str):
+    """GitOps order: the ModelVersion is synced before its run has trained. It waits with a
+    condition saying so, and the run's success itself wakes it (no resync in this module)."""
+    run = unique("fraud-early")
+    cluster.apply("ModelVersion", run, {"model": f"{MODEL}-early", "trainingRunRef": {"name": run},
+                                        "serving": {"enabled": False}})
+    waiting = wait_for(lambda: cluster.phase_in(run, "Pending") and cluster.condition(run, "Ready"),
+                       what="the version waiting for its run", timeout=HANG)
+    assert waiting["reason"] == "TrainingRunNotFound" and run in waiting["message"]
+    cluster.train(feature_set, run)
+    registered = wait_for(lambda: cluster.phase_in(run, "Registered", "GatesFailed", "Failed"),
+                          what="the version registered after its run succeeded", timeout=HANG)
+    assert registered["phase"] == "Registered", json.dumps(registered, indent=2)
+    assert registered["lineage"]["trainingRun"] == run
 
 
 def test_a_version_failing_a_gate_is_not_deployed_and_the_champion_keeps_serving(

@@ -55,8 +55,10 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 NOT_LIVE_PHASES = ("Retired", "RolledBack", "Failed", "GatesFailed")
 # Polled: a rollout step ends by time, and a serving version retires when another one's rollout
 # completes (an event of the InferenceService normally says so first; a lost race must not leave
-# two champions until the periodic resync).
-POLLED_PHASES = (*status.ROLLING_OUT_PHASES, "Serving")
+# two champions until the periodic resync). Pending versions too: the run's success normally
+# wakes them first (`training_run_changed`), but the run creates its version before its own
+# status says Succeeded, and a pass that lost that race must not wait for the periodic resync.
+POLLED_PHASES = (*status.ROLLING_OUT_PHASES, "Serving", "Pending")
 
 
 def reconcile(spec: ModelVersionSpec, observed: Observed) -> dict[str, Any]:
@@ -248,7 +250,27 @@ def register(registry: kopf.OperatorRegistry) -> None:
     register_reconciler(registry, RESOURCE, reconcile, children=CHILDREN)
     kopf.on.event(*CHILDREN[0], id="modelversions-of-model", registry=registry,
                   labels={desired.MODEL_LABEL: kopf.PRESENT})(inference_service_changed)
+    # A run creates its ModelVersion in the same pass that finds it Succeeded, before that status
+    # is written: the version's first pass may see the run still Running, so the run's own
+    # change must wake the version (else it waits for the periodic resync).
+    kopf.on.event("kubeloop.dev", "v1alpha1", "trainingruns", id="modelversions-of-run",
+                  registry=registry)(training_run_changed)
     register_poller(registry, Reconcilable(RESOURCE, reconcile), POLLED_PHASES)
+
+
+def training_run_changed(body: Mapping[str, Any], **_: Any) -> None:
+    """A TrainingRun changed: once it has finished (succeeded, or failed for good), reconcile the
+    ModelVersions still waiting for it, so that they register or say why they cannot."""
+    if (body.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+        return
+    meta = body.get("metadata") or {}
+    client = Runtime.get().client
+    for version in client.list(API_VERSION, RESOURCE.kind, meta.get("namespace")):
+        if ((version.get("spec") or {}).get("trainingRunRef") or {}).get("name") != meta.get("name"):
+            continue
+        if (version.get("status") or {}).get("phase") not in (None, "Pending"):
+            continue  # registered already: the run's later changes do not concern it
+        resync_object(client, Reconcilable(RESOURCE, reconcile), version, now=datetime.now(UTC))
 
 
 def inference_service_changed(body: Mapping[str, Any], **_: Any) -> None:
