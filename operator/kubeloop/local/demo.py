@@ -244,8 +244,11 @@ class Demo:
         finally:
             stop.set()
             traffic.join(timeout=10)
+        # The old champion retires on its own next pass (the InferenceService's change, or its poll).
+        self.wait(f"{FIRST_RUN} to retire", lambda: self.status("ModelVersion", FIRST_RUN).get("phase") == "Retired",
+                  describe=lambda: self.phase("ModelVersion", FIRST_RUN))
         self.out(f"    ✓ {retrain} is champion, serving 100% at {promoted['inferenceService']['url']}; "
-                 f"{FIRST_RUN} is {self.status('ModelVersion', FIRST_RUN).get('phase')}")
+                 f"{FIRST_RUN} is Retired")
         self.out(f"\nThe loop closed by itself in {time.monotonic() - self.started:.0f}s.")
 
     # -- helpers ---------------------------------------------------------------------------------
