@@ -470,7 +470,8 @@ def predict_table(served: ServedModel, table: pa.Table) -> Predictions:
 
 def predict_rows(served: ServedModel,
                  instances: Sequence[Mapping[str, Any]]) -> tuple[Predictions, list[dict[str, Any]]] | None:
-    """Predictions for a few v1 rows by the row kernels (`transforms.apply_rows`,
+    """Predictions for a few request rows (v1 instances, or v2 columns as rows: `v2_rows`) by
+    the row kernels (`transforms.apply_rows`,
     `models.input_rows`), and the source values as read (for the prediction log); the same
     predictions as `predict_table` on a table of these rows. None where the row kernels do not
     take the rows (the caller then takes the table path, which also words any error)."""
