@@ -130,6 +130,7 @@ def test_parquet_source_publishes_a_version_with_features_fitted_schema_and_prof
         {"name": "hour", "from": "event_time", "dtype": "int64"},
     ]
     assert manifest["specDigest"] == spec_digest(spec)
+    assert "ttl" not in manifest  # no TTL in the spec: the join has no limit
     assert manifest["source"]["uri"] == spec["source"]["uri"]
     assert manifest["source"]["files"] == [
         {"uri": str(path), "size": path.stat().st_size,
@@ -289,6 +290,14 @@ def test_same_data_same_version_and_changed_data_a_new_one(
     assert changed.result["version"] != first.result["version"]
     versions = store.list_versions(materializer.prefix)
     assert [v.id for v in versions] == [first.result["version"], changed.result["version"]]
+
+
+def test_the_ttl_travels_in_the_manifest_to_the_trainers_join(
+        materializer: Materializer, store: ObjectStore, data_dir: Path) -> None:
+    spec = {**feature_spec(str(write_parquet(transactions(), data_dir / "data.parquet"))), "ttl": "7d"}
+    run = materializer.run(spec)
+    assert run.code == 0, run.out + run.err
+    assert only_version(store, materializer).manifest["ttl"] == "7d"
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])

@@ -101,7 +101,8 @@ class PublishedFeatureSet:
         return {"name": self.name, "version": self.version.id, "digest": self.version.digest}
 
 
-def publish_feature_set(store: ObjectStore, folder: Path, name: str, raw: pa.Table) -> PublishedFeatureSet:
+def publish_feature_set(store: ObjectStore, folder: Path, name: str, raw: pa.Table, *,
+                        ttl: str | None = None) -> PublishedFeatureSet:
     """A FeatureSet version as the materializer lays it out: features.parquet (entities, timestamp,
     label columns, features), fitted.json, schema.json, profile.json and the manifest."""
     fitted = fit_pipeline(FEATURES, [raw])
@@ -120,7 +121,7 @@ def publish_feature_set(store: ObjectStore, folder: Path, name: str, raw: pa.Tab
         {"features.parquet": path, "fitted.json": fitted.to_json().encode(),
          "schema.json": json.dumps(schema).encode(), "profile.json": profile.to_json().encode()},
         {"rows": table.num_rows, "features": [f.name for f in FEATURES], "entities": ["customer_id"],
-         "timestampColumn": "ts", "labelColumns": LABEL_COLUMNS, "schema": schema})
+         "timestampColumn": "ts", "labelColumns": LABEL_COLUMNS, "schema": schema, **({"ttl": ttl} if ttl else {})})
     return PublishedFeatureSet(name=name, version=version, raw=raw)
 
 

@@ -26,6 +26,7 @@ from tests.trainingrun.conftest import (
     BUCKET,
     NAMESPACE,
     PublishedFeatureSet,
+    publish_feature_set,
     run_ranks,
     run_spec,
     trainer_env,
@@ -280,6 +281,38 @@ def test_labels_are_joined_point_in_time(store_env, store, feature_set, tmp_path
     assert record["data"]["rows"] == 1200
     assert record["params"]["labels"]["timestampColumn"] == "event_time"
     assert record["metrics"]["auc"] > 0.7
+
+
+def test_the_featureset_ttl_limits_the_point_in_time_join(store, feature_set, tmp_path):
+    """Labels an hour after their feature rows: a TTL of 2h finds what no TTL finds; with 30m a
+    label finds only a row of its customer at most 30 minutes older (another of its rows, where
+    there is one), and the rest count as missing (the model's inputs are 0)."""
+    raw = feature_set.raw.slice(0, 600)
+    labels = pa.table({
+        "customer_id": raw.column("customer_id"),
+        "event_time": pa.array(raw.column("ts").to_numpy() + np.timedelta64(3600, "s"), pa.timestamp("us", tz="UTC")),
+        "will_churn": raw.column("is_fraud"),
+    })
+    path = tmp_path / "labels.parquet"
+    pq.write_table(labels, path)
+    key = f"labels/{unique_name('ttl')}/part-0.parquet"
+    store.put_file(key, path)
+    spec = run_spec(target="will_churn",
+                    labels={"uri": f"s3://{BUCKET}/{key.rsplit('/', 1)[0]}/*.parquet", "timestampColumn": "event_time"})
+
+    def inputs(ttl: str | None) -> np.ndarray:
+        published = publish_feature_set(store, tmp_path / f"fs-{ttl}", unique_name("ttl"), raw, ttl=ttl)
+        context = train.parse_run(json.dumps({"name": unique_name("ttl"), "namespace": NAMESPACE, "uid": "u",
+                                              "spec": spec, "featureSet": published.reference}))
+        return train.training_data(store, context, tmp_path / f"scratch-{ttl}").features
+
+    unlimited = inputs(None)
+    assert unlimited.any(axis=1).all()
+    assert np.array_equal(inputs("2h"), unlimited)
+    short = inputs("30m")
+    found = short.any(axis=1)
+    assert found.sum() < len(found) / 2  # most labels' newest row is the one an hour older
+    assert np.array_equal(short[found], unlimited[found])  # a TTL drops rows, it never picks others
 
 
 # -- pure parts ------------------------------------------------------------------------------------

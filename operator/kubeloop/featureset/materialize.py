@@ -38,9 +38,9 @@ Output (under `featuresets/<namespace>/<name>`, see `results.py` for the layout)
 - a version published with `ObjectStore.publish_version`: files `features.parquet` (or
   `features-00000.parquet`, ... when above `part_rows` rows), `fitted.json`
   (`FittedFeatures.to_json`), `schema.json`, `profile.json` (`ReferenceProfile.to_json`), and a
-  manifest: rows, features [{name, from, dtype}], entities, timestampColumn, labelColumns, schema
-  [{name, dtype, role}], source {uri, format, files [{uri, sha256, size}]}, specDigest,
-  featureFiles, blockRows. The version id is the digest of the files and this manifest, so the
+  manifest: rows, features [{name, from, dtype}], entities, timestampColumn, labelColumns, ttl (when
+  the spec sets one), schema [{name, dtype, role}], source {uri, format, files [{uri, sha256,
+  size}]}, specDigest, featureFiles, blockRows. The version id is the digest of the files and this manifest, so the
   same data and spec give the same id and re-publishing is a no-op: that is why the run's id,
   the generation and the time are NOT in the manifest (they would make every run a new version);
   the store records the creation time of the first publication in the version (`created`), and
@@ -713,7 +713,7 @@ def version_manifest(job: Job, reader: SourceReader, fitted: FittedFeatures, sch
                      options: Options) -> dict[str, Any]:
     """The caller's part of the version manifest: content only (see the module docstring)."""
     spec = job.spec
-    return {
+    manifest: dict[str, Any] = {
         "kind": VERSION_KIND,
         "formatVersion": VERSION_FORMAT,
         "featureSet": {"namespace": job.namespace, "name": job.name},
@@ -734,6 +734,11 @@ def version_manifest(job: Job, reader: SourceReader, fitted: FittedFeatures, sch
         "featureFiles": sorted(feature_files),
         "blockRows": options.block_rows,
     }
+    if spec.ttl is not None:
+        # The trainer's point-in-time join of labels reads it (absent: no limit; versions without a
+        # TTL keep the ids they had before the field existed).
+        manifest["ttl"] = spec.ttl
+    return manifest
 
 
 def materialize(job: Job, store: ObjectStore, *, environ: Mapping[str, str], options: Options,
