@@ -280,8 +280,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, LocalS3(Path(tmp) / "s3") as s3:
         s3.ensure_bucket(BUCKET)
-        store_env = {k: str(v) for k, v in s3.secret_manifest("s3", NAMESPACE)["stringData"].items()}
-        store_env["KUBELOOP_S3_BUCKET"] = BUCKET
+        store_env = s3.store_env(BUCKET)
         store = ObjectStore(StoreConfig.from_env(store_env))
         raw = raw_table(args.rows, 11)
         reference, fitted = publish(store, Path(tmp), raw)

@@ -142,8 +142,7 @@ def main() -> None:
             return
     with tempfile.TemporaryDirectory() as tmp, LocalS3(Path(tmp) / "s3") as s3:
         s3.ensure_bucket(BUCKET)
-        store_env = {k: str(v) for k, v in s3.secret_manifest("s3", NAMESPACE)["stringData"].items()}
-        store_env["KUBELOOP_S3_BUCKET"] = BUCKET
+        store_env = s3.store_env(BUCKET)
         store = ObjectStore(StoreConfig.from_env(store_env))
         reference = publish_data(store, Path(tmp), args.rows, args.features, args.seed)
         print(f"data: {args.rows} rows x {args.features} features, mlp {args.hidden}, {args.epochs} epochs, batch "

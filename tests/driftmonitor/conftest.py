@@ -40,9 +40,7 @@ def drift_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
 
 @pytest.fixture(scope="session")
 def drift_store_env(drift_s3: LocalS3) -> dict[str, str]:
-    environ = {key: str(value) for key, value in drift_s3.secret_manifest("s3", DRIFT_NAMESPACE)["stringData"].items()}
-    environ["KUBELOOP_S3_BUCKET"] = DRIFT_BUCKET
-    return environ
+    return drift_s3.store_env(DRIFT_BUCKET)
 
 
 @pytest.fixture(scope="session")

@@ -222,9 +222,7 @@ def drift_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DriftClu
             kubectl("wait", "--for=condition=Established", f"crd/{crd.name.removesuffix('.yaml')}",
                             "--timeout=60s")
         s3.ensure_bucket(BUCKET)
-        secret = s3.secret_manifest(SECRET, "default")["stringData"]
-        store = ObjectStore(StoreConfig.from_env({**{k: str(v) for k, v in secret.items()},
-                                                  "KUBELOOP_S3_BUCKET": BUCKET}))
+        store = ObjectStore(StoreConfig.from_env(s3.store_env(BUCKET)))
         metrics_port, health_port = free_port(), free_port()
         logs = tmp_path_factory.mktemp("drift-operator")
         process = ManagedProcess(

@@ -62,10 +62,7 @@ def serving_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
 
 @pytest.fixture(scope="session")
 def serving_store_env(serving_s3: LocalS3) -> dict[str, str]:
-    environ = {key: str(value) for key, value in
-               serving_s3.secret_manifest("s3", SERVING_NAMESPACE)["stringData"].items()}
-    environ["KUBELOOP_S3_BUCKET"] = SERVING_BUCKET
-    return environ
+    return serving_s3.store_env(SERVING_BUCKET)
 
 
 @pytest.fixture(scope="session")

@@ -91,8 +91,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         assert environment.s3 is not None
         secret = environment.s3.secret_manifest(S3_SECRET, NAMESPACE)
         kubectl.apply(secret)
-        store = ObjectStore(StoreConfig.from_env({**{k: str(v) for k, v in secret["stringData"].items()},
-                                                  "KUBELOOP_S3_BUCKET": BUCKET}))
+        store = ObjectStore(StoreConfig.from_env(environment.s3.store_env(BUCKET)))
         yield Cluster(environment, kubectl, store)
     finally:
         logs = state / "logs"

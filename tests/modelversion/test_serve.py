@@ -491,8 +491,7 @@ def test_a_store_outage_does_not_fail_requests(serving_store: ObjectStore, serve
                                                tmp_path: Path) -> None:
     with LocalS3(tmp_path / "s3") as s3:
         s3.ensure_bucket(SERVING_BUCKET)
-        store_env = {k: str(v) for k, v in s3.secret_manifest("s3", SERVING_NAMESPACE)["stringData"].items()}
-        store_env["KUBELOOP_S3_BUCKET"] = SERVING_BUCKET
+        store_env = s3.store_env(SERVING_BUCKET)
         own = ObjectStore(StoreConfig.from_env(store_env))
         uri, copy = copy_artifact(serving_store, served_artifact, own, "models/ml/outage", tmp_path / "copy")
         server = start_server(server_env(store_env, served_artifact, model_version="fraud-outage",

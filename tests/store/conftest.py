@@ -30,9 +30,7 @@ def local_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
 
 def config_for(s3: LocalS3, **changes: object) -> StoreConfig:
     """A StoreConfig for `s3` built the way pods build theirs: from the Secret's environment."""
-    environ = {key: str(value) for key, value in s3.secret_manifest("s3", "default")["stringData"].items()}
-    environ["KUBELOOP_S3_BUCKET"] = BUCKET
-    return StoreConfig.from_env(environ).replace(part_size=PART_SIZE, **changes)
+    return StoreConfig.from_env(s3.store_env(BUCKET)).replace(part_size=PART_SIZE, **changes)
 
 
 @pytest.fixture(scope="session")

@@ -47,9 +47,7 @@ def local_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
 @pytest.fixture(scope="session")
 def store_env(local_s3: LocalS3) -> dict[str, str]:
     """The store part of a trainer pod's environment (the Secret's keys plus the bucket)."""
-    environ = {key: str(value) for key, value in local_s3.secret_manifest("s3", NAMESPACE)["stringData"].items()}
-    environ["KUBELOOP_S3_BUCKET"] = BUCKET
-    return environ
+    return local_s3.store_env(BUCKET)
 
 
 @pytest.fixture(scope="session")

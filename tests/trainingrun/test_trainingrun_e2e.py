@@ -80,9 +80,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         assert environment.s3 is not None
         kubectl.apply(environment.s3.secret_manifest(S3_SECRET, NAMESPACE))
-        store_env = {key: str(value)
-                     for key, value in environment.s3.secret_manifest(S3_SECRET, NAMESPACE)["stringData"].items()}
-        store = ObjectStore(StoreConfig.from_env({**store_env, "KUBELOOP_S3_BUCKET": BUCKET}))
+        store = ObjectStore(StoreConfig.from_env(environment.s3.store_env(BUCKET)))
         yield Cluster(environment, kubectl, store)
     finally:
         logs = state / "logs"

@@ -37,7 +37,6 @@ from kubeloop.core.kube import KubeClient
 from kubeloop.local.environment import (
     BUCKET,
     DEFAULT_STATE_DIR,
-    S3_SECRET,
     SAMPLE_BUCKET,
     SAMPLE_SECRET,
     EnvironmentError_,
@@ -326,9 +325,7 @@ class Demo:
     def store(self) -> ObjectStore:
         """The environment's object store, with the credentials `kubeloop up` put in the Secret."""
         assert self.environment.s3 is not None
-        secret = self.environment.s3.secret_manifest(S3_SECRET, NAMESPACE)["stringData"]
-        return ObjectStore(StoreConfig.from_env({**{k: str(v) for k, v in secret.items()},
-                                                 "KUBELOOP_S3_BUCKET": BUCKET}))
+        return ObjectStore(StoreConfig.from_env(self.environment.s3.store_env(BUCKET)))
 
     def logged(self, version: str) -> int:
         now = datetime.now(UTC)

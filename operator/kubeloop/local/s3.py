@@ -450,6 +450,13 @@ class LocalS3:
             if error.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                 raise
 
+    def store_env(self, bucket: str) -> dict[str, str]:
+        """The environment kubeloop's workloads read this store from, for `bucket`: the keys of
+        `secret_manifest` plus KUBELOOP_S3_BUCKET (what `StoreConfig.from_env` takes)."""
+        environ = {key: str(value) for key, value in self.secret_manifest("s3", "default")["stringData"].items()}
+        environ["KUBELOOP_S3_BUCKET"] = bucket
+        return environ
+
     def secret_manifest(self, name: str, namespace: str) -> dict[str, Any]:
         """The v1 Secret through which pods of the local cluster get this store's credentials.
 

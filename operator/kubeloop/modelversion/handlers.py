@@ -70,14 +70,16 @@ def reconcile(spec: ModelVersionSpec, observed: Observed) -> dict[str, Any]:
     inputs = status.StatusInputs(spec, observed, champion=bool(observed.status.get("champion")),
                                  aliases=tuple(observed.status.get("aliases") or ()))
     store: ObjectStore | None = None
-    store_error = None
-    try:
-        store = runtime.store_for(namespace)
-    except ObjectStoreNotConfigured as error:
-        store_error = str(error)
     record, record_error = None, None
+    # The store (a Secret read) only once there is a record to read: a version waiting for its
+    # run is polled, and each poll needs the run alone.
     if run is not None and (run.get("status") or {}).get("phase") == "Succeeded":
-        record, record_error = read_record(store, store_error, namespace, run)
+        try:
+            store = runtime.store_for(namespace)
+        except ObjectStoreNotConfigured as error:
+            record_error = str(error)
+        else:
+            record, record_error = read_record(store, namespace, run)
     source = status.registration_source(run_name, namespace, run, record, record_error)
     if isinstance(source, tuple):
         return status.compute_status(replace(inputs, waiting=source))
@@ -171,11 +173,9 @@ def serve(spec: ModelVersionSpec, observed: Observed, client: KubeClient, settin
 # -- the artifact and the gates ----------------------------------------------------------------------
 
 
-def read_record(store: ObjectStore | None, store_error: str | None, namespace: str,
+def read_record(store: ObjectStore, namespace: str,
                 run: Mapping[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
     """The run record of a succeeded TrainingRun, or why it cannot be read."""
-    if store is None:
-        return None, store_error
     name = run["metadata"]["name"]
     key = f"trainingruns/{namespace}/{name}/{RECORD_FILE}"
     try:
